@@ -1,0 +1,109 @@
+"""The result of one (candidate, workload) evaluation: one frozen record, one store row.
+
+`EvalResult`'s fields are the store's columns (the Parquet schema is derived from them in
+`harness.store`), with units in the names. A failed evaluation is built by `failed()`
+only: its metrics are NaN, its `status` says what happened and `error` says why, as
+`module.Class: message` for exceptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+
+STATUSES = ("ok", "invalid", "error", "timeout", "crash", "patch_failed")
+NAN = float("nan")
+
+
+@dataclass(frozen=True)
+class RowContext:
+    """Everything a row says about what was evaluated, where and how; known before the
+    evaluation starts and shared by its success and failure rows."""
+
+    run_id: str
+    suite: str
+    candidate_name: str
+    candidate_hash: str
+    candidate_path: str
+    parent_hash: str
+    diff_name: str
+    diff_description: str
+    diff_hash: str
+    workload_id: str
+    workload_name: str
+    workload_kind: str
+    num_windows: int
+    num_layers: int
+    num_logical_experts: int
+    num_replicas: int
+    num_groups: int
+    num_nodes: int
+    num_gpus: int
+    device: str
+    settings_hash: str
+    timing_method: str
+    harness_version: str
+    torch_version: str
+
+
+@dataclass(frozen=True)
+class EvalResult(RowContext):
+    """One stored row: the context, the outcome and the measures.
+
+    Balance figures are means over the workload's window pairs: `balancedness` and its
+    replica/node variants use the predictive protocol (plan on window t, score on t+1; a
+    single window is scored on itself), `fit_balancedness` plans and scores on the same
+    window. Runtime figures are of the candidate's call alone.
+    """
+
+    created_at: datetime
+    status: str
+    error: str
+    balancedness: float
+    replica_balancedness: float
+    node_balancedness: float
+    fit_balancedness: float
+    group_spread: float
+    moved_replicas_per_plan: float
+    runtime_s: float
+    runtime_iqr_s: float
+    runtime_min_s: float
+    runtime_samples: int
+    threads: int
+    nondeterministic: bool
+    combined_score: float
+    adrs_score: float
+    eval_wall_s: float
+    stderr_tail: str
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+
+    @classmethod
+    def failed(cls, context: RowContext, status: str, error: str, eval_wall_s: float = NAN,
+               stderr_tail: str = "") -> "EvalResult":
+        """The row of an evaluation that produced no valid placement."""
+        if status == "ok":
+            raise ValueError("a failed result needs a failure status")
+        return cls(
+            **vars(context), created_at=now(), status=status, error=error,
+            balancedness=NAN, replica_balancedness=NAN, node_balancedness=NAN, fit_balancedness=NAN,
+            group_spread=NAN, moved_replicas_per_plan=NAN, runtime_s=NAN, runtime_iqr_s=NAN,
+            runtime_min_s=NAN, runtime_samples=0, threads=0, nondeterministic=False,
+            combined_score=NAN, adrs_score=NAN, eval_wall_s=eval_wall_s, stderr_tail=stderr_tail,
+        )
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def column_names() -> list[str]:
+    return [f.name for f in fields(EvalResult)]
+
+
+def describe_exception(exc: BaseException) -> str:
+    """`module.Class: message`, the form every stored exception takes."""
+    cls = type(exc)
+    return f"{cls.__module__}.{cls.__qualname__}: {exc}"
