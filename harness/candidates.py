@@ -19,6 +19,7 @@ from harness.diffs import DiffError, apply_diff, read_diff
 from harness.errors import HarnessError
 
 CANDIDATES_DIR = Path(__file__).resolve().parent.parent / "candidates"
+REFERENCE_PATH = CANDIDATES_DIR / "deepseek_eplb.py"
 PROGRAM_SUFFIXES = {".py"}
 DIFF_SUFFIXES = {".diff", ".txt"}
 PARENTS_FILE = "parents.toml"

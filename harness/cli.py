@@ -17,8 +17,8 @@ from harness import __version__
 from harness.candidates import discover
 from harness.diffs import apply_diff_file
 from harness.errors import HarnessError
-from harness.evaluate import Settings, TimingConfig, default_jobs, evaluate, resolve_device, run
-from harness.report import format_table, leaderboard
+from harness.evaluate import Settings, TimingConfig, default_jobs, resolve_device, run
+from harness.report import format_table, latest, leaderboard
 from harness.results import EvalResult
 from harness.store import ResultStore
 from harness.workloads import resolve_workloads
@@ -50,12 +50,16 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     for option in TOPOLOGY_OPTIONS:
         parser.add_argument(f"--{option.replace('_', '-')}", dest=option, type=_positive_int,
                             help="override the workloads' own topology")
+    parser.add_argument("--window-steps", type=_positive_int, default=100,
+                        help="trace steps summed per window, for trace files (default: 100)")
     parser.add_argument("--results", default="results", help="result store folder (default: results/)")
     parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N] (default: cpu)")
     parser.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per evaluation (default: 120)")
     parser.add_argument("--memory-mb", type=_positive_int, default=4096, help="memory cap per evaluation (default: 4096)")
     parser.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker (default: 1)")
     parser.add_argument("--fresh", action="store_true", help="evaluate again even what the store already holds")
+    parser.add_argument("--jobs", type=_positive_int, default=default_jobs(),
+                        help="evaluations in parallel (default: the cores)")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -64,7 +68,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _workloads(args: argparse.Namespace):
-    return resolve_workloads(args.suite, args.workload, {k: getattr(args, k) for k in TOPOLOGY_OPTIONS})
+    return resolve_workloads(args.suite, args.workload, {k: getattr(args, k) for k in TOPOLOGY_OPTIONS},
+                             window_steps=args.window_steps)
 
 
 def _progress(results: Iterator[EvalResult], total: int) -> Iterator[EvalResult]:
@@ -80,10 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     workloads = _workloads(args)
     settings = _settings(args)
     store = ResultStore(args.results)
-    run_id, reused = run(candidates, workloads, settings, store, suite=args.suite or "default",
-                         jobs=args.jobs, fresh=args.fresh, progress=_progress)
-    total = len(candidates) * len(workloads)
-    print(f"run {run_id}: {total - reused} evaluated, {reused} reused from {store.root}/")
+    run_id, evaluated, reused = run(candidates, workloads, settings, store, suite=args.suite or "default",
+                                    jobs=args.jobs, fresh=args.fresh, progress=_progress)
+    print(f"run {run_id}: {evaluated} evaluated, {reused} reused from {store.root}/")
     standings = leaderboard(store.read(), {c.hash for c in candidates}, {w.id for w in workloads})
     print(format_table(standings))
     return 0
@@ -94,21 +98,24 @@ def _json_number(value: float) -> float | None:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    (candidate,) = discover([args.program], args.parent)
+    candidate_list = discover([args.program], args.parent)
+    (candidate,) = candidate_list
     workloads = _workloads(args)
     settings = _settings(args)
     store = ResultStore(args.results)
-    rows = [evaluate(candidate, w, settings, run_id="evaluate", suite=args.suite or "") for w in workloads]
-    store.append(rows)
-    (standing,) = leaderboard(store.read(), {candidate.hash}, {w.id for w in workloads})
+    run(candidate_list, workloads, settings, store, suite=args.suite or "", jobs=args.jobs, fresh=args.fresh)
+    table = latest(store.read())
+    rows = [row for row in table.to_pylist() if row["candidate_hash"] == candidate.hash
+            and row["settings_hash"] == settings.hash and row["workload_id"] in {w.id for w in workloads}]
+    (standing,) = leaderboard(table, {candidate.hash}, {w.id for w in workloads})
     if not args.json:
         print(format_table([standing]))
         return 0
-    failed = next((r for r in rows if r.status != "ok"), None)
+    failed = next((r for r in rows if r["status"] != "ok"), None)
     summary = {
-        "status": failed.status if failed else "ok", "error": failed.error if failed else "",
+        "status": failed["status"] if failed else "ok", "error": failed["error"] if failed else "",
         **{k: _json_number(getattr(standing, k)) for k in AGGREGATE_KEYS[2:]},
-        "workloads": [{"workload_id": r.workload_id, **{k: _json_number(getattr(r, k)) for k in AGGREGATE_KEYS}}
+        "workloads": [{"workload_id": r["workload_id"], **{k: _json_number(r[k]) for k in AGGREGATE_KEYS}}
                       for r in rows],
     }
     print(json.dumps(summary, indent=2))
@@ -124,11 +131,88 @@ def cmd_apply_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from harness.report import COLUMNS, LAYER_COLUMN, leaderboard_table, render, select, standings
+
     store = ResultStore(args.results)
     if not store.files():
         raise HarnessError(f"result store {store.root}/ holds no results; run `eplb-harness run` first")
-    print(format_table(leaderboard(store.read(), sort_by=args.sort)))
+    html = args.format == "html"
+    table = store.read([*COLUMNS, LAYER_COLUMN] if html else COLUMNS)
+    filters = dict(runs=args.run, suites=args.suite, workloads=args.workload, devices=args.device,
+                   candidates=args.candidate)
+    described = " ".join(f"--{name[:-1]} {value}" for name, values in filters.items() for value in values)
+    if not len(select(table, **filters)):
+        raise HarnessError(f"no result in {store.root}/ matches {described}")
+    descending = {"high": True, "low": False}.get(args.order)
+    board = leaderboard_table(table, sort_by=args.sort, reference=args.reference, descending=descending, **filters)
+    if args.limit:
+        board = board.slice(0, args.limit)
+    if html:
+        from harness.html_report import render_html
+
+        text = render_html(select(table, **filters), standings(board), source=str(store.root), filters=described,
+                           reference=args.reference, sort_by=args.sort, layer_workload=args.layer_workload)
+    else:
+        text = render(board, args.format)
+    if args.out is None:
+        print(text)
+        return 0
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise HarnessError(f"cannot write {out}: folder {out.parent} does not exist")
+    out.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    print(f"wrote {out} ({len(board)} candidates)", file=sys.stderr)
     return 0
+
+
+def cmd_workloads(args: argparse.Namespace) -> int:
+    from harness import workloads as wl
+
+    if args.action == "list":
+        print(wl.format_workload_list(wl.list_workloads(args.suite), names_only=args.names))
+        return 0
+    workload = wl.get_workload(args.name, args.suite, window_steps=args.window_steps)
+    if args.action == "show":
+        print(wl.format_workload_summary(workload))
+    else:
+        print(f"wrote {wl.export_workload(workload, args.output)} ({workload.id}, shape {list(workload.weights.shape)})")
+    return 0
+
+
+def _add_workloads_parser(commands) -> None:
+    parser = commands.add_parser("workloads", help="list, show or export workloads")
+    actions = parser.add_subparsers(dest="action", required=True)
+    list_parser = actions.add_parser("list", help="the workloads of every suite (or --suite)")
+    list_parser.add_argument("--suite", help="only this suite (a name or a suite file)")
+    list_parser.add_argument("--names", action="store_true", help="one workload name a line")
+    for action, text in (("show", "what a workload is: shape, skew, hash"), ("export", "write its loads as .npy")):
+        sub = actions.add_parser(action, help=text)
+        sub.add_argument("name", metavar="NAME|FILE", help="a suite workload's name or a workload file")
+        sub.add_argument("--suite", help="look the name up in this suite first")
+        sub.add_argument("--window-steps", type=_positive_int, default=100,
+                         help="trace steps summed per window, for trace files (default: 100)")
+        if action == "export":
+            sub.add_argument("-o", "--output", required=True, help="the .npy file to write")
+    parser.set_defaults(handler=cmd_workloads)
+
+
+def cmd_integrations(args: argparse.Namespace) -> int:
+    from harness.integrations import EVALUATION_FILES
+
+    if args.framework:
+        print(EVALUATION_FILES[args.framework])
+        return 0
+    for name, path in EVALUATION_FILES.items():
+        print(f"{name}\t{path}")
+    return 0
+
+
+def _add_integrations_parser(commands) -> None:
+    parser = commands.add_parser("integrations", help="paths of the OpenEvolve and ShinkaEvolve evaluators",
+                                 description="Print the evaluation file a framework is given "
+                                             "(docs/integrations.md); without a name, both.")
+    parser.add_argument("framework", nargs="?", choices=("openevolve", "shinka"))
+    parser.set_defaults(handler=cmd_integrations)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,8 +223,6 @@ def build_parser() -> argparse.ArgumentParser:
     run_parser = commands.add_parser("run", help="score candidates on a suite and print the leaderboard")
     run_parser.add_argument("candidates", nargs="*", help="program files, diffs or folders (default: candidates/)")
     _add_evaluation_options(run_parser)
-    run_parser.add_argument("--jobs", type=_positive_int, default=default_jobs(),
-                            help="evaluations in parallel (default: the cores)")
     run_parser.set_defaults(handler=cmd_run)
 
     evaluate_parser = commands.add_parser("evaluate", help="score one program")
@@ -155,12 +237,29 @@ def build_parser() -> argparse.ArgumentParser:
     diff_parser.add_argument("-o", "--output", required=True, help="where to write the child program")
     diff_parser.set_defaults(handler=cmd_apply_diff)
 
-    board_parser = commands.add_parser("leaderboard", help="rank the candidates in the store")
+    from harness.report import FORMATS, REFERENCE, SORT_KEYS
+
+    board_parser = commands.add_parser("leaderboard", help="rank the candidates in the store; tables and reports")
     board_parser.add_argument("--results", default="results", help="result store folder (default: results/)")
-    board_parser.add_argument("--sort", default="balancedness",
-                              choices=("balancedness", "replica_balancedness", "node_balancedness",
-                                       "combined_score", "adrs_score", "runtime_s"))
+    for option, what in (("run", "run id"), ("suite", "suite name"), ("workload", "workload name or id"),
+                         ("device", "device (cpu, cuda, ...)"), ("candidate", "candidate name or hash prefix")):
+        board_parser.add_argument(f"--{option}", action="append", default=[], metavar=option.upper(),
+                                  help=f"only rows of this {what}; repeatable (any of them)")
+    board_parser.add_argument("--sort", default="balancedness", choices=sorted(SORT_KEYS),
+                              help="rank by this (default: balancedness)")
+    board_parser.add_argument("--order", choices=("high", "low"),
+                              help="which end of the sort key ranks first (default: the better one)")
+    board_parser.add_argument("--reference", default=REFERENCE,
+                              help=f"candidate name speedups are measured against (default: {REFERENCE})")
+    board_parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
+    board_parser.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+    board_parser.add_argument("--limit", type=_positive_int, help="show only the first N candidates")
+    board_parser.add_argument("--layer-workload", metavar="NAME|ID",
+                              help="html: the workload of the per-layer plot (default: where the best gains most)")
     board_parser.set_defaults(handler=cmd_leaderboard)
+
+    _add_workloads_parser(commands)
+    _add_integrations_parser(commands)
     return parser
 
 

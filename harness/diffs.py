@@ -27,6 +27,8 @@ import os
 import re
 import tempfile
 import warnings
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +63,11 @@ class DiffBlock:
 
 @dataclass(frozen=True)
 class Diff:
-    """A parsed diff: lineage (`name`, `description`), its blocks, and a hash of its raw text."""
+    """A parsed diff: its lineage (`name`, `description`) and its blocks.
+
+    `hash` is the first 16 hex digits of the SHA-256 of the raw text's UTF-8 bytes, line
+    ends as written, so that one file always has one hash.
+    """
 
     name: str
     description: str
@@ -84,18 +90,18 @@ def parse_diff(text: str, name: str = "diff") -> Diff:
     marker out of sequence, an unterminated block, or a text without any block.
     """
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-    lines = text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    lines, _ = _split(text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n"))
     blocks: list[DiffBlock] = []
     prose: list[str] = []
-    sections: list[list[str]] | None = None  # the open block's SEARCH and REPLACE lines
-    expect, opened = "search", 0
+    sections: list[list[str]] = []  # the open block's SEARCH and REPLACE lines
+    expect, opened = "search", 0  # expecting a SEARCH marker means no block is open
     for number, line in enumerate(lines, 1):
         kind = next((k for k, pattern in _MARKERS.items() if pattern.match(line)), None)
         if kind is None:
-            (sections[-1] if sections is not None else prose).append(line)
+            (prose if expect == "search" else sections[-1]).append(line)
             continue
         if kind != expect:
-            inside = "" if sections is None else (
+            inside = "" if expect == "search" else (
                 f" (inside block {len(blocks) + 1}, opened at line {opened})"
             )
             raise DiffError(
@@ -109,9 +115,8 @@ def parse_diff(text: str, name: str = "diff") -> Diff:
             sections.append([])
         else:
             blocks.append(DiffBlock(_joined(sections[0]), _joined(sections[1]), opened))
-            sections = None
         expect = _NEXT[kind]
-    if sections is not None:
+    if expect != "search":
         raise DiffError(
             f"Block {len(blocks) + 1}, opened at line {opened} of the diff, is unterminated: the "
             f"diff ends at line {len(lines)} before its '{_SHOWN[expect]}'."
@@ -167,7 +172,7 @@ def apply_diff(parent_source: str, diff: Diff) -> AppliedDiff:
             inside = [i for i in matches if any(s <= i and i + len(want) <= e for s, e in regions)]
             if not inside:
                 raise DiffError(
-                    f"{label} edits lines {_span(matches[0], len(want))} of {where}, outside its "
+                    f"{label} edits {_span(matches[0], len(want))} of {where}, outside the "
                     f"EVOLVE-BLOCK regions ({', '.join(_span(s, e - s) for s, e in regions)}); "
                     "only lines between EVOLVE-BLOCK-START and EVOLVE-BLOCK-END may change."
                 )
@@ -202,7 +207,7 @@ def read_diff(path: Path) -> Diff:
 
 
 def apply_diff_file(parent_path: Path, diff_path: Path, out_path: Path) -> AppliedDiff:
-    """Apply the diff at `diff_path` to the program at `parent_path`, writing the child to `out_path`.
+    """Apply the diff file to the parent program file and write the child to `out_path`.
 
     The child is written atomically and only when every block applies, so a refused diff
     leaves `out_path` as it was. Refuses an `out_path` that is the parent or the diff.
@@ -240,7 +245,7 @@ def _split(text: str) -> tuple[list[str], bool]:
     return lines, final_newline
 
 
-def _find(lines: list[str], want: list[str], key) -> list[int]:
+def _find(lines: list[str], want: list[str], key: Callable[[str], str]) -> list[int]:
     """Start indices of every (possibly overlapping) run of `lines` equal to `want` under `key`."""
     keyed, wanted = [key(line) for line in lines], [key(line) for line in want]
     n = len(wanted)
@@ -252,8 +257,12 @@ def _find(lines: list[str], want: list[str], key) -> list[int]:
 
 
 def _evolve_regions(lines: list[str]) -> list[tuple[int, int]]:
-    """Editable [start, end) line ranges between EVOLVE-BLOCK markers; an unclosed one runs to the end."""
-    regions, start = [], None
+    """The editable [start, end) line ranges between EVOLVE-BLOCK markers.
+
+    An unclosed region runs to the end of the text rather than refusing the parent.
+    """
+    regions: list[tuple[int, int]] = []
+    start: int | None = None
     for i, line in enumerate(lines):
         if start is None and _EVOLVE_START.search(line):
             start = i + 1
@@ -285,28 +294,52 @@ def _span(start: int, count: int) -> str:
 
 
 def _not_found(label: str, where: str, lines: list[str], want: list[str]) -> str:
-    """The refusal for a SEARCH that matches nowhere, with the closest region of the parent."""
+    """The refusal for a SEARCH that matches nowhere, with the closest region of the parent.
+
+    Windows are ranked by line-level similarity with indentation ignored, which is fast on
+    long blocks (character-level difflib takes seconds) and still finds a region quoted with
+    the wrong indentation, a common LLM slip; ties, frequent on short blocks, go to the
+    window sharing the most characters with the SEARCH.
+    """
     if not lines:
         return f"{label} was not found in {where}, which is empty."
     n = min(len(want), len(lines))
-    matcher = difflib.SequenceMatcher(None, autojunk=False)
-    matcher.set_seq2("\n".join(want))
-    best, start = -1.0, 0
+    stripped = [line.strip() for line in lines]
+    by_line = difflib.SequenceMatcher(None, autojunk=False)
+    by_line.set_seq2([line.strip() for line in want])
+    chars, window = Counter("".join(want)), Counter("".join(lines[:n]))
+    best, start = (-1.0, -1), 0
     for i in range(len(lines) - n + 1):
-        matcher.set_seq1("\n".join(lines[i : i + n]))
-        # The cheap upper bounds skip most windows before the quadratic ratio().
-        if matcher.real_quick_ratio() > best and matcher.quick_ratio() > best:
-            ratio = matcher.ratio()
-            if ratio > best:
-                best, start = ratio, i
-    region = lines[start : start + n]
-    differ = next((i for i, (a, b) in enumerate(zip(region, want)) if a != b), n - 1)
+        if i:  # slide the window's character counts rather than recount them
+            window.subtract(lines[i - 1])
+            window.update(lines[i + n - 1])
+        by_line.set_seq1(stripped[i : i + n])
+        # The cheap upper bounds skip most windows before the costlier ratio().
+        if by_line.real_quick_ratio() >= best[0] and by_line.quick_ratio() >= best[0]:
+            if (score := (by_line.ratio(), sum((window & chars).values()))) > best:
+                best, start = score, i
+    region = [line.rstrip() for line in lines[start : start + n]]
+    quoted = [line.rstrip() for line in want]
+    hunks = difflib.SequenceMatcher(None, region, quoted, autojunk=False).get_opcodes()
+    differ = min(next(i for tag, i, *_ in hunks if tag != "equal"), n - 1)
+    # Similarity per line, character-level within the hunks that differ: a one-character
+    # typo in a one-line SEARCH is then over 90% similar, not the line-level 0%.
+    similarity = sum(
+        i2 - i1 if tag == "equal" else sum(map(_line_ratio, region[i1:i2], quoted[j1:j2]))
+        for tag, i1, i2, j1, j2 in hunks
+    ) / len(want)
+    # Floor, not round: "100% similar" for a region that does not match would mislead.
+    alike = "equal but for indentation" if best[0] == 1 else f"{int(similarity * 100)}% similar"
     shown = range(start + max(0, differ - 2), min(start + n, start + differ + _EXCERPT_LINES - 2))
     excerpt = "".join(f"\n{i + 1:6d} | {lines[i]}" for i in shown)
     return (
         f"{label} was not found in {where}; the closest region is {_span(start, n)} "
-        f"({best:.0%} similar, first difference at line {start + differ + 1}):{excerpt}"
+        f"({alike}, first difference at line {start + differ + 1}):{excerpt}"
     )
+
+
+def _line_ratio(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a, b).ratio()
 
 
 def _syntax_error(source: str) -> SyntaxError | None:
@@ -321,7 +354,7 @@ def _syntax_error(source: str) -> SyntaxError | None:
 
 
 def _read_text(path: Path, role: str) -> str:
-    """The file's text with its line ends as they are, so that a diff's hash is that of its bytes."""
+    """The file's text, line ends untouched so that a diff's hash is that of its bytes."""
     try:
         return path.read_bytes().decode("utf-8")
     except FileNotFoundError:

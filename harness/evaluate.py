@@ -7,22 +7,26 @@ completes, skipping evaluations the store already holds.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import platform
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import metadata
+from pathlib import Path
 
 import numpy as np
 from joblib import Parallel, delayed
 
 from harness import __version__
-from harness.candidates import Candidate
+from harness.candidates import REFERENCE_PATH, Candidate, load_candidate
 from harness.metrics import (InvalidPlacement, Placement, adrs_combined_score, adrs_leaderboard_score,
-                             balance, check_placement, moved_replicas)
+                             balance, check_placement, gpu_loads, moved_replicas)
 from harness.results import EvalResult, RowContext, now
 from harness.sandbox import WorkerRequest, run_worker
 from harness.stats import summarize
@@ -32,17 +36,22 @@ from harness.workloads import Workload
 
 @dataclass(frozen=True)
 class TimingConfig:
-    """After one untimed call per window (which yields the placements and warms up),
-    timed calls cycle over the windows until at least `min_samples` and `min_time_s`,
-    at most `max_samples`."""
+    """How the candidate's call is timed. After one untimed call per window (which yields
+    the placements) and `warmup` more, timed calls cycle over the windows until at least
+    `min_samples` (and every window once) and `min_time_s`, at most `max_samples`. Each
+    sample is `perf_counter` around the call alone, on a fresh copy of the window's
+    weights, bracketed by CUDA synchronisation on a GPU. A median whose IQR exceeds
+    `unstable_iqr` of it is flagged."""
 
-    min_samples: int = 3
-    max_samples: int = 50
+    warmup: int = 1
+    min_samples: int = 5
+    max_samples: int = 100
     min_time_s: float = 0.5
+    unstable_iqr: float = 0.10
 
     def describe(self) -> str:
-        return (f"perf_counter around the call only, after an untimed pass over the windows; "
-                f"{self.min_samples}-{self.max_samples} samples, at least {self.min_time_s:g} s; median")
+        return (f"median of perf_counter around the call; {self.warmup} warm-up after the placement pass; "
+                f"{self.min_samples}-{self.max_samples} samples and >= {self.min_time_s:g} s over all windows")
 
 
 @dataclass(frozen=True)
@@ -70,11 +79,32 @@ def resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _torch_version() -> str:
+def _version(package: str) -> str:
     try:
-        return metadata.version("torch")
+        return metadata.version(package)
     except metadata.PackageNotFoundError:
         return ""
+
+
+@functools.cache
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+@functools.cache
+def _gpu_driver_version() -> str:
+    try:
+        done = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.split("\n")[0].strip() if done.returncode == 0 else ""
 
 
 def context(candidate: Candidate, workload: Workload, settings: Settings, run_id: str, suite: str) -> RowContext:
@@ -86,13 +116,16 @@ def context(candidate: Candidate, workload: Workload, settings: Settings, run_id
         num_windows=workload.num_windows, num_layers=workload.num_layers,
         num_logical_experts=workload.num_logical_experts, **vars(workload.topology),
         device=settings.device, settings_hash=settings.hash, timing_method=settings.timing.describe(),
-        harness_version=__version__, torch_version=_torch_version(),
+        harness_version=__version__, torch_version=_version("torch"), numpy_version=_version("numpy"),
+        cpu_model=_cpu_model(), cpu_count=default_jobs(),
+        gpu_driver_version=_gpu_driver_version() if settings.device.startswith("cuda") else "",
     )
 
 
 def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_id: str = "adhoc",
-             suite: str = "") -> EvalResult:
-    """Run `candidate` on `workload` in a worker and score what it returned."""
+             suite: str = "", reference_runtime_s: float = float("nan")) -> EvalResult:
+    """Run `candidate` on `workload` in a worker and score what it returned;
+    `reference_runtime_s` is the reference's median on this workload, for the speedup."""
     ctx = context(candidate, workload, settings, run_id, suite)
     if candidate.patch_error:
         return EvalResult.failed(ctx, "patch_failed", candidate.patch_error)
@@ -104,12 +137,14 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
     answer = outcome.answer
     if outcome.status or answer["status"] != "ok":
         return EvalResult.failed(ctx, outcome.status or answer["status"], outcome.error or answer["error"],
-                                 outcome.wall_s, outcome.stderr_tail)
+                                 outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
+    scoring_started = time.perf_counter()
     try:
         plans = _checked_plans(outcome.placements, workload, answer["input_changed"])
     except InvalidPlacement as exc:
-        return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail)
-    return _scored(ctx, workload, plans, answer, outcome.wall_s, outcome.stderr_tail)
+        return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
+    return _scored(ctx, workload, plans, answer, settings.timing, reference_runtime_s, scoring_started,
+                   outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
 
 
 def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_changed: list[bool]) -> np.ndarray:
@@ -127,8 +162,9 @@ def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_
     return np.stack(plans)
 
 
-def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, answer: dict, wall_s: float,
-            stderr_tail: str) -> EvalResult:
+def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, answer: dict, timing_config: TimingConfig,
+            reference_runtime_s: float, scoring_started: float, wall_s: float, stderr_tail: str,
+            stdout_tail: str) -> EvalResult:
     topology, weights = workload.topology, workload.weights
     # Predictive protocol: the plan of window t serves window t+1; one window serves itself.
     pairs = [(0, 0)] if workload.num_windows == 1 else [(t, t + 1) for t in range(workload.num_windows - 1)]
@@ -138,16 +174,28 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, answer: dict
     timing = summarize(answer["runtime_samples_s"])
     mean = {name: float(np.mean([getattr(b, name) for b in predictive]))
             for name in ("balancedness", "replica_balancedness", "node_balancedness", "group_spread")}
+    per_layer = np.mean([_max_over_mean(gpu_loads(plans[plan], weights[scored], topology))
+                         for plan, scored in pairs], axis=0)
     return EvalResult(
         **vars(ctx), created_at=now(), status="ok", error="", **mean,
         fit_balancedness=float(np.mean(fit)),
         moved_replicas_per_plan=float(np.mean(moves)) if moves else float("nan"),
         runtime_s=timing.median_s, runtime_iqr_s=timing.iqr_s, runtime_min_s=timing.min_s,
-        runtime_samples=timing.samples, threads=answer["threads"], nondeterministic=answer["nondeterministic"],
+        runtime_samples=timing.samples, runtime_unstable=timing.relative_iqr > timing_config.unstable_iqr,
+        speedup_vs_reference=reference_runtime_s / timing.median_s, threads=answer["threads"],
+        device_name=answer["device_name"], cuda_version=answer["cuda_version"],
+        peak_device_memory_bytes=answer["peak_device_memory_bytes"], nondeterministic=answer["nondeterministic"],
         combined_score=adrs_combined_score(mean["replica_balancedness"], timing.median_s),
         adrs_score=adrs_leaderboard_score(mean["balancedness"], timing.median_s),
-        eval_wall_s=wall_s, stderr_tail=stderr_tail,
+        scoring_s=time.perf_counter() - scoring_started, eval_wall_s=wall_s, stderr_tail=stderr_tail,
+        stdout_tail=stdout_tail, gpu_max_over_mean_per_layer=tuple(per_layer.tolist()),
     )
+
+
+def _max_over_mean(loads: np.ndarray) -> np.ndarray:
+    """Per layer, max over mean of `loads: [layers, units]` (1.0 for an idle layer)."""
+    mean = loads.mean(axis=1)
+    return np.divide(loads.max(axis=1), mean, out=np.ones_like(mean), where=mean > 0)
 
 
 def new_run_id() -> str:
@@ -160,16 +208,34 @@ def default_jobs() -> int:
 
 def run(candidates: list[Candidate], workloads: list[Workload], settings: Settings, store: ResultStore,
         suite: str = "", jobs: int | None = None, fresh: bool = False,
-        progress: Callable[[Iterator[EvalResult], int], Iterator[EvalResult]] | None = None) -> tuple[str, int]:
+        progress: Callable[[Iterator[EvalResult], int], Iterator[EvalResult]] | None = None) -> tuple[str, int, int]:
     """Evaluate every (candidate, workload) pair the store lacks, appending each row as it
-    completes. Returns the run id and how many evaluations were reused from the store."""
+    completes. Returns the run id and how many evaluations were done and reused.
+
+    Before the candidates, the DeepSeek reference is timed on each workload they need, in
+    this run on this machine, so every row's `speedup_vs_reference` compares like with like.
+    """
     run_id = new_run_id()
     stored = set() if fresh else store.stored_keys()
     todo = [(c, w) for c in candidates for w in workloads if (c.hash, w.id, settings.hash) not in stored]
-    # Threads suffice: each evaluation's work happens in its own worker process.
-    results = Parallel(n_jobs=jobs or default_jobs(), prefer="threads", return_as="generator_unordered")(
-        delayed(evaluate)(c, w, settings, run_id, suite) for c, w in todo
-    )
-    for row in progress(results, len(todo)) if progress else results:
+    shipped = load_candidate(REFERENCE_PATH)
+    # A candidate identical to the reference is the reference, under the name it was given.
+    reference = next((c for c in candidates if c.hash == shipped.hash), shipped)
+    needed = list({w.id: w for _, w in todo}.values())
+    todo = [(c, w) for c, w in todo if c.hash != reference.hash]
+    parallel = Parallel(n_jobs=jobs or default_jobs(), prefer="threads", return_as="generator_unordered")
+    reference_runtime_s: dict[str, float] = {}
+
+    def rows() -> Iterator[EvalResult]:
+        # Threads suffice: each evaluation's work happens in its own worker process.
+        for row in parallel(delayed(evaluate)(reference, w, settings, run_id, suite) for w in needed):
+            reference_runtime_s[row.workload_id] = row.runtime_s
+            yield replace(row, speedup_vs_reference=1.0) if row.status == "ok" else row
+        yield from parallel(delayed(evaluate)(c, w, settings, run_id, suite, reference_runtime_s[w.id])
+                            for c, w in todo)
+
+    total = len(needed) + len(todo)
+    for row in progress(rows(), total) if progress else rows():
         store.append([row])
-    return run_id, len(candidates) * len(workloads) - len(todo)
+    evaluated = len(todo) + sum(c.hash == reference.hash for c in candidates) * len(needed)
+    return run_id, evaluated, len(candidates) * len(workloads) - evaluated

@@ -44,6 +44,10 @@ class RowContext:
     timing_method: str
     harness_version: str
     torch_version: str
+    numpy_version: str
+    cpu_model: str
+    cpu_count: int
+    gpu_driver_version: str
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,10 @@ class EvalResult(RowContext):
     Balance figures are means over the workload's window pairs: `balancedness` and its
     replica/node variants use the predictive protocol (plan on window t, score on t+1; a
     single window is scored on itself), `fit_balancedness` plans and scores on the same
-    window. Runtime figures are of the candidate's call alone.
+    window. Runtime figures are of the candidate's call alone; `runtime_unstable` flags an
+    IQR above 10% of the median, and `speedup_vs_reference` is the DeepSeek reference's
+    median on the same workload in the same run over this one's. `scoring_s` is the
+    harness's own time to check and measure the placements.
     """
 
     created_at: datetime
@@ -69,12 +76,22 @@ class EvalResult(RowContext):
     runtime_iqr_s: float
     runtime_min_s: float
     runtime_samples: int
+    runtime_unstable: bool
+    speedup_vs_reference: float
     threads: int
+    device_name: str
+    cuda_version: str
+    peak_device_memory_bytes: int
     nondeterministic: bool
     combined_score: float
     adrs_score: float
+    scoring_s: float
     eval_wall_s: float
-    stderr_tail: str
+    stderr_tail: str  # the last 4 KiB the worker wrote to stderr (a flood keeps only this)
+    stdout_tail: str  # likewise for stdout
+    # Per layer, max over mean GPU load (1.0 = even), mean over the window pairs of the
+    # predictive protocol; empty for a failed evaluation. For per-layer plots in reports.
+    gpu_max_over_mean_per_layer: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -82,7 +99,7 @@ class EvalResult(RowContext):
 
     @classmethod
     def failed(cls, context: RowContext, status: str, error: str, eval_wall_s: float = NAN,
-               stderr_tail: str = "") -> "EvalResult":
+               stderr_tail: str = "", stdout_tail: str = "") -> "EvalResult":
         """The row of an evaluation that produced no valid placement."""
         if status == "ok":
             raise ValueError("a failed result needs a failure status")
@@ -90,8 +107,10 @@ class EvalResult(RowContext):
             **vars(context), created_at=now(), status=status, error=error,
             balancedness=NAN, replica_balancedness=NAN, node_balancedness=NAN, fit_balancedness=NAN,
             group_spread=NAN, moved_replicas_per_plan=NAN, runtime_s=NAN, runtime_iqr_s=NAN,
-            runtime_min_s=NAN, runtime_samples=0, threads=0, nondeterministic=False,
-            combined_score=NAN, adrs_score=NAN, eval_wall_s=eval_wall_s, stderr_tail=stderr_tail,
+            runtime_min_s=NAN, runtime_samples=0, runtime_unstable=False, speedup_vs_reference=NAN, threads=0,
+            device_name="", cuda_version="", peak_device_memory_bytes=0, nondeterministic=False,
+            combined_score=NAN, adrs_score=NAN, scoring_s=NAN, eval_wall_s=eval_wall_s, stderr_tail=stderr_tail,
+            stdout_tail=stdout_tail, gpu_max_over_mean_per_layer=(),
         )
 
 

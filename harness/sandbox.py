@@ -4,19 +4,41 @@ The worker runs in a new session (its own process group) with a scrubbed environ
 fresh temporary working directory and a memory cap; a wall-clock timeout kills the whole
 group, grandchildren included. Its stdout and stderr are drained continuously and only
 a bounded tail is kept, so a flood can neither block it nor fill memory.
+
+Everything the worker leaves behind is read as hostile input, because the candidate runs
+in the worker's process and can rewrite any of it: `answer.json` and `placements.npz`
+must be regular files of bounded size, well formed, with every field the evaluation
+reads of the right type; array headers are checked before any array is allocated. A
+broken or implausible answer (say runtime samples of zero) makes an `invalid` result,
+never an exception here. Descendants that leave the process group (`setsid`, a daemon's
+double fork) are found by a per-evaluation token in their inherited environment and
+killed too, and the worker asks the kernel to kill it if the harness dies.
+
+Limits (a process boundary, not a security boundary): the candidate runs as the same
+user, so it can read what that user can, use the network, kill its parent, or escape
+cleanup by clearing its environment and leaving the session. The runtime samples are
+measured inside the candidate's own process: they are checked for plausibility
+(positive, finite, adding up to no more than the worker's wall time), but a candidate
+that rewrites the worker's clock plausibly cannot be caught there. Run code from
+strangers in a container.
 """
 
 from __future__ import annotations
 
 import collections
+import io
 import json
+import math
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +47,16 @@ import numpy as np
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 TAIL_BYTES = 4096
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH")
+TOKEN_VARIABLE = "EPLB_HARNESS_EVAL"  # marks every process descended from one evaluation's worker
+ANSWER_BYTES = 1 << 20  # answer.json holds statuses, an error cut to 2000 characters and timings
+ERROR_CHARS = 4000
+WORKER_STATUSES = ("ok", "error", "invalid", "crash")
+# Fields of an `ok` answer that the evaluation reads besides the timings, with their JSON
+# types; add one here when evaluate starts reading it, so a forged answer cannot lack it.
+OK_ANSWER_FIELDS = {"nondeterministic": bool, "threads": int, "device_name": str, "cuda_version": str,
+                    "peak_device_memory_bytes": int}
+OUT_OF_MEMORY_MARKERS = ("memoryerror", "std::bad_alloc", "can't allocate memory", "cannot allocate memory",
+                         "out of memory")
 
 
 @dataclass(frozen=True)
@@ -67,12 +99,13 @@ def _tail_text(tail: collections.deque) -> str:
     return b"".join(tail)[-TAIL_BYTES:].decode("utf-8", errors="replace")
 
 
-def _environment(workdir: str, threads: int) -> dict[str, str]:
+def _environment(workdir: str, threads: int, token: str) -> dict[str, str]:
     env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
     env.update(
         HOME=workdir, TMPDIR=workdir, PYTHONPATH=str(PACKAGE_ROOT), PYTHONHASHSEED="0",
         PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
     )
+    env[TOKEN_VARIABLE] = token
     return env
 
 
@@ -83,28 +116,159 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _exit_reason(returncode: int) -> str:
+def _kill_tagged(token: str) -> None:
+    """SIGKILL every process whose environment carries this evaluation's token: the
+    descendants that left the worker's process group but kept the environment they
+    inherited. Reads /proc (Linux); elsewhere only the process group is killed."""
+    needle = f"{TOKEN_VARIABLE}={token}".encode()
+    for _ in range(10):  # again until a scan finds none, in case one forked meanwhile
+        try:
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        except OSError:
+            return
+        killed = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as file:
+                    if needle not in file.read().split(b"\0"):
+                        continue
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:  # gone, or another user's
+                continue
+        if not killed:
+            return
+        time.sleep(0.01)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # real-time signals have no name of their own
+        if signal.SIGRTMIN < number < signal.SIGRTMAX:
+            return f"SIGRTMIN+{number - signal.SIGRTMIN}"
+        return f"signal {number}"
+
+
+def _exit_reason(returncode: int, stderr_tail: str = "") -> str:
+    """Why a worker that gave no answer ended: the signal's name or the exit code, and
+    `out of memory` when its stderr says so (or a guess, for SIGKILL)."""
+    oom = "out of memory: " if any(m in stderr_tail.lower() for m in OUT_OF_MEMORY_MARKERS) else ""
     if returncode < 0:
-        name = signal.Signals(-returncode).name
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        return f"the worker died by signal {name}{hint} before answering"
-    return f"the worker exited with code {returncode} before answering"
+        name = _signal_name(-returncode)
+        hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" and not oom else ""
+        return f"{oom}the worker died by signal {name}{hint} before answering"
+    return f"{oom}the worker exited with code {returncode} before answering"
+
+
+def clean_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters and made storable (lone surrogates replaced)."""
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return text.encode("utf-8", errors="replace").decode("utf-8")
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a file the worker wrote, read without trusting it: a link, FIFO or
+    device is refused (opening a FIFO would block forever), and so is anything over
+    `limit` bytes. Raises ValueError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValueError(f"{path.name} cannot be opened: {exc.strerror} (a link?)") from None
+    with open(fd, "rb") as file:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path.name} is over {limit} bytes")
+    return data
+
+
+def _checked_answer(raw: bytes, request: WorkerRequest, wall_s: float) -> dict:
+    """answer.json as a dict whose every field the evaluation reads is present and of the
+    right type, with plausible timings; ValueError naming the field otherwise."""
+    try:
+        answer = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ValueError(f"answer.json is not valid JSON ({type(exc).__name__})") from None
+    if not isinstance(answer, dict):
+        raise ValueError("answer.json is not a JSON object")
+    status, error = answer.get("status"), answer.get("error")
+    if status not in WORKER_STATUSES or not isinstance(error, str):
+        raise ValueError(f"answer.json has status {clean_text(repr(status), 80)} and a non-text error"
+                         if status in WORKER_STATUSES else
+                         f"answer.json has status {clean_text(repr(status), 80)}; expected one of {WORKER_STATUSES}")
+    if status != "ok":
+        return {"status": status, "error": clean_text(error, ERROR_CHARS)}
+    samples = answer.get("runtime_samples_s")
+    if not (isinstance(samples, list) and samples and all(
+            type(s) in (int, float) and math.isfinite(s) and s > 0 for s in samples)):
+        raise ValueError("runtime_samples_s must be a non-empty list of positive, finite seconds")
+    if sum(samples) > wall_s:
+        raise ValueError(f"runtime_samples_s add up to {sum(samples):.3g} s, more than the worker's "
+                         f"whole life ({wall_s:.3g} s)")
+    changed = answer.get("input_changed")
+    windows = request.weights.shape[0]
+    if not (isinstance(changed, list) and len(changed) == windows and all(type(c) is bool for c in changed)):
+        raise ValueError(f"input_changed must be a list of {windows} booleans")
+    for key, kind in OK_ANSWER_FIELDS.items():
+        if type(answer.get(key)) is not kind:
+            raise ValueError(f"{key} must be a {kind.__name__}")
+    return answer
+
+
+def _read_placements(path: Path, request: WorkerRequest) -> dict[str, np.ndarray]:
+    """placements.npz as arrays, checked for names, headers and sizes before any array is
+    allocated; ValueError otherwise."""
+    windows, layers, experts = request.weights.shape
+    # No legal array is larger than log2phy with one int64 column per slot.
+    member_bytes = 8 * layers * experts * request.topology["num_replicas"]
+    names = {f"{name}_{t}" for t in range(windows) for name in ("phy2log", "log2phy", "logcnt")}
+    raw = _read_regular(path, len(names) * (member_bytes + 4096))
+    arrays = {}
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            found = {info.filename.removesuffix(".npy") for info in archive.infolist()}
+            if found != names:
+                raise ValueError(f"placements.npz holds {sorted(found)[:6]}; expected {sorted(names)[:6]}")
+            for name in sorted(names):
+                with archive.open(f"{name}.npy") as member:
+                    version = np.lib.format.read_magic(member)
+                    if version not in ((1, 0), (2, 0)):
+                        raise ValueError(f"{name} has .npy format version {version}")
+                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                                   else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = read_header(member)
+                    if dtype.hasobject or math.prod(shape) * dtype.itemsize > member_bytes:
+                        raise ValueError(f"{name} has shape {list(shape)} and dtype {dtype}; too large or not numeric")
+                with archive.open(f"{name}.npy") as member:
+                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+    except ValueError:
+        raise
+    except Exception as exc:  # whatever a corrupt zip or .npy raises
+        raise ValueError(f"placements.npz cannot be read ({type(exc).__name__}: {exc})") from None
+    return arrays
 
 
 def run_worker(request: WorkerRequest) -> WorkerOutcome:
     """Run one worker to completion or timeout; never raises for candidate behaviour."""
-    with tempfile.TemporaryDirectory(prefix="eplb-eval-") as workdir:
+    token = uuid.uuid4().hex
+    # ignore_cleanup_errors: the candidate may have removed the folder or left a file unremovable.
+    with tempfile.TemporaryDirectory(prefix="eplb-eval-", ignore_cleanup_errors=True) as workdir:
         work = Path(workdir)
         (work / "candidate.py").write_text(request.source)
         np.save(work / "weights.npy", request.weights)
         (work / "request.json").write_text(json.dumps({
             "topology": request.topology, "device": request.device,
             "threads": request.threads, "timing": request.timing, "memory_mb": request.memory_mb,
+            "parent_pid": os.getpid(),
         }))
         started = time.perf_counter()
         process = subprocess.Popen(
             [sys.executable, "-m", "harness.worker", workdir],
-            cwd=workdir, env=_environment(workdir, request.threads), stdin=subprocess.DEVNULL,
+            cwd=workdir, env=_environment(workdir, request.threads, token), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         tails = (collections.deque(), collections.deque())
@@ -119,20 +283,24 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
             timed_out = True
         # Whatever happened, nothing the candidate started may outlive its evaluation.
         _kill_group(process.pid)
+        _kill_tagged(token)
         process.wait()
         wall_s = time.perf_counter() - started
         for thread in drains:
             thread.join(timeout=5)
         stdout_tail, stderr_tail = map(_tail_text, tails)
         answer_path = work / "answer.json"
+        placements: dict[str, np.ndarray] = {}
         if timed_out:
             status, error, answer = "timeout", f"no answer within {request.timeout_s:g} s; process group killed", {}
-        elif not answer_path.exists():
-            status, error, answer = "crash", _exit_reason(process.returncode), {}
+        elif not os.path.lexists(answer_path):
+            status, error, answer = "crash", _exit_reason(process.returncode, stderr_tail), {}
         else:
-            status, error, answer = "", "", json.loads(answer_path.read_text())
-        placements: dict[str, np.ndarray] = {}
-        if answer.get("status") == "ok":
-            with np.load(work / "placements.npz", allow_pickle=False) as archive:
-                placements = {key: archive[key] for key in archive.files}
+            status, error = "", ""
+            try:
+                answer = _checked_answer(_read_regular(answer_path, ANSWER_BYTES), request, wall_s)
+                if answer["status"] == "ok":
+                    placements = _read_placements(work / "placements.npz", request)
+            except ValueError as exc:
+                status, error, answer = "invalid", clean_text(f"answer: {exc}", ERROR_CHARS), {}
         return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s)

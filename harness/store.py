@@ -4,16 +4,22 @@ Every append writes one new file, atomically (a hidden temporary file renamed in
 place), so a run killed at any moment leaves only whole files, several runs can append
 at once without locks, and pandas, polars, duckdb and pyarrow read the folder as is.
 
-The schema is declared once, here, from `EvalResult`'s fields, and versioned:
+The schema is declared once, here, from `EvalResult`'s fields, and versioned (the
+version is in each file's schema metadata, key `eplb_harness_schema_version`):
 - 1: first release (DESIGN.md's required columns, lineage, timing statistics).
+- 2: `gpu_max_over_mean_per_layer` (list<double>): per layer, max over mean GPU load,
+  mean over the window pairs; empty for failed rows. The HTML report plots it.
+- 3: `stdout_tail`: the last 4 KiB the worker wrote to stdout, beside `stderr_tail`.
 Readers accept files of any version: columns a file lacks read as null, extra columns
-are kept.
+are kept (`read(columns=...)` reads only the columns asked for, from each file that has
+them).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -25,10 +31,10 @@ import pyarrow.parquet as pq
 from harness.errors import HarnessError
 from harness.results import EvalResult
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 _ARROW_TYPES = {
     "str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-    "datetime": pa.timestamp("us", tz="UTC"),
+    "datetime": pa.timestamp("us", tz="UTC"), "tuple[float, ...]": pa.list_(pa.float64()),
 }
 SCHEMA = pa.schema(
     [pa.field(f.name, _ARROW_TYPES[f.type]) for f in dataclasses.fields(EvalResult)],
@@ -65,10 +71,64 @@ class ResultStore:
     def read(self, columns: Iterable[str] | None = None) -> pa.Table:
         """Every stored row (of the given columns), files of older versions included."""
         wanted = list(columns) if columns is not None else None
-        tables = []
-        for path in self.files():
+        for attempt in range(3):
             try:
-                table = pq.read_table(path)
+                return self._read_files(self.files(), wanted)
+            except FileNotFoundError:  # `compact` replaced files after we listed them: list again
+                if attempt == 2:
+                    raise
+
+    def compact(self, min_files: int = 2) -> Path | None:
+        """Merge every file of the store into one (written atomically before the merged
+        files are removed), when there are at least `min_files`; return the new file.
+
+        Reading costs about a millisecond per file whatever its size, and `run` writes a
+        file per evaluation, so a long search's store reads faster compacted. Safe beside
+        appends (files written meanwhile are left alone) and reads (a read that finds a
+        listed file gone lists again; one between the write and the removal sees rows
+        twice, which `latest` folds). One compaction at a time, by a lock file."""
+        if not self.root.is_dir():
+            return None
+        lock = self.root / ".compact.lock"
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            if time.time() - lock.stat().st_mtime < 3600:
+                return None  # another compaction is under way
+            lock.unlink(missing_ok=True)  # left by a compaction that died
+            return self.compact(min_files)
+        try:
+            files = self.files()
+            if len(files) < max(min_files, 1):
+                return None
+            versions: set[str] = set()
+            table = self._read_files(files, None, versions)
+            table = table.replace_schema_metadata({"eplb_harness_schema_version": str(SCHEMA_VERSION),
+                                                   "eplb_harness_compacted_from_versions": ",".join(sorted(versions))})
+            stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
+            final = self.root / f"{stamp}-compacted-{uuid.uuid4().hex[:8]}.parquet"
+            partial = self.root / f".{final.name}.partial"
+            pq.write_table(table, partial)
+            os.replace(partial, final)
+            for path in files:
+                path.unlink(missing_ok=True)
+            return final
+        finally:
+            os.close(handle)
+            lock.unlink(missing_ok=True)
+
+    def _read_files(self, files: list[Path], wanted: list[str] | None, versions: set[str] | None = None) -> pa.Table:
+        tables = []
+        for path in files:
+            try:
+                with pq.ParquetFile(path) as file:
+                    present = file.schema_arrow.names
+                    if versions is not None:
+                        metadata = file.schema_arrow.metadata or {}
+                        versions.add(metadata.get(b"eplb_harness_schema_version", b"?").decode())
+                    table = file.read(columns=None if wanted is None else [c for c in wanted if c in present])
+            except FileNotFoundError:
+                raise
             except (OSError, pa.ArrowInvalid) as exc:
                 raise HarnessError(f"result file {path} cannot be read: {exc}") from exc
             tables.append(table)
@@ -76,7 +136,7 @@ class ResultStore:
             return SCHEMA.empty_table() if wanted is None else SCHEMA.empty_table().select(wanted)
         table = pa.concat_tables(tables, promote_options="permissive")
         for field in SCHEMA:
-            if field.name not in table.column_names:
+            if field.name not in table.column_names and (wanted is None or field.name in wanted):
                 table = table.append_column(field, pa.nulls(len(table), field.type))
         return table if wanted is None else table.select(wanted)
 

@@ -19,17 +19,25 @@ import time
 from pathlib import Path
 
 ENTRY_POINT = "rebalance_experts"
-OUT_OF_MEMORY = ("can't allocate memory", "out of memory", "not enough memory")
+OUT_OF_MEMORY = ("can't allocate memory", "cannot allocate memory", "out of memory", "not enough memory")
+MESSAGE_CHARS = 2000  # an exception message is cut here: a 100 MB message must not become a 100 MB row
 
 
 def _describe(exc: BaseException) -> str:
     # Same form as harness.results.describe_exception; not imported so the candidate loads first.
-    return f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+    # Defensive: the exception is the candidate's, and so are its __str__ and its size.
+    try:
+        message = str(exc)
+    except BaseException:
+        message = "<the exception's message cannot be printed>"
+    if len(message) > MESSAGE_CHARS:
+        message = f"{message[:MESSAGE_CHARS]}... ({len(message)} characters)"
+    return f"{type(exc).__module__}.{type(exc).__qualname__}: {message}"
 
 
 def _failure(exc: BaseException, stage: str) -> dict:
     text = _describe(exc)
-    if isinstance(exc, MemoryError) or any(marker in str(exc).lower() for marker in OUT_OF_MEMORY):
+    if isinstance(exc, MemoryError) or any(marker in text.lower() for marker in OUT_OF_MEMORY):
         return {"status": "crash", "error": f"out of memory {stage}: {text}"}
     return {"status": "error", "error": f"{stage}: {text}"}
 
@@ -42,16 +50,23 @@ def _import_candidate(path: Path):
     return module
 
 
-def _as_array(value, name: str):
-    """A returned tensor (any device) or array-like as a numpy array, or ValueError."""
+def _as_array(value, name: str, max_elements: int | None = None):
+    """A returned tensor (any device) or array-like as a numpy array, or ValueError; one
+    over `max_elements` is refused before it is written, so it cannot flood the parent."""
     import numpy as np
     import torch
 
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    array = np.asarray(value)
+    try:
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        array = np.asarray(value)
+    except Exception as exc:  # a meta tensor, an object whose __array__ raises, ...
+        raise ValueError(f"{name} cannot be read as an array ({_describe(exc)})") from None
     if array.dtype == object:
         raise ValueError(f"{name} is not a numeric array")
+    if max_elements is not None and array.size > max_elements:
+        raise ValueError(f"{name} is too large: {array.size} elements; at most {max_elements} "
+                         f"(layers x experts x replicas)")
     return array
 
 
@@ -82,6 +97,8 @@ def run(request: dict, workdir: Path) -> dict:
     windows = torch.from_numpy(np.load(workdir / "weights.npy", allow_pickle=False)).to(device=device, dtype=torch.float32)
 
     arrays: dict[str, object] = {}
+    # No legal array is larger than log2phy with one column per slot.
+    max_elements = windows.shape[1] * windows.shape[2] * topology["num_replicas"]
     first_outputs = []
     input_changed = []
     for t in range(windows.shape[0]):
@@ -95,20 +112,32 @@ def run(request: dict, workdir: Path) -> dict:
             return {"status": "invalid", "error": f"returned {kind}; the contract is (phy2log, log2phy, logcnt)"}
         try:
             for name, value in zip(("phy2log", "log2phy", "logcnt"), output):
-                arrays[f"{name}_{t}"] = _as_array(value, name)
-        except (ValueError, TypeError, RuntimeError) as exc:
+                arrays[f"{name}_{t}"] = _as_array(value, name, max_elements)
+        except Exception as exc:
             return {"status": "invalid", "error": f"window {t}: {exc}"}
         first_outputs.append(arrays[f"phy2log_{t}"])
-        input_changed.append(not torch.equal(weight, windows[t]))
+        try:
+            input_changed.append(not torch.equal(weight, windows[t]))
+        except Exception:  # the candidate swapped the tensor's storage for another dtype or device
+            input_changed.append(True)
     np.savez(workdir / "placements.npz", **arrays)
 
     timing = request["timing"]
+    for _ in range(timing["warmup"]):
+        try:
+            entry(windows[0].clone(), *args)
+        except BaseException as exc:
+            return _failure(exc, "in a warm-up call on window 0")
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats(device)
     samples: list[float] = []
     nondeterministic = False
+    # Every window is timed at least once, so a candidate cannot be fast on window 0 only.
+    min_samples = max(timing["min_samples"], windows.shape[0])
     started = time.perf_counter()
     t = 0
     while len(samples) < timing["max_samples"] and (
-        len(samples) < timing["min_samples"] or time.perf_counter() - started < timing["min_time_s"]
+        len(samples) < min_samples or time.perf_counter() - started < timing["min_time_s"]
     ):
         weight = windows[t].clone()
         _synchronize(device)
@@ -120,8 +149,11 @@ def run(request: dict, workdir: Path) -> dict:
             return _failure(exc, f"in a timed call on window {t}")
         samples.append(time.perf_counter() - begin)
         if not nondeterministic:
-            again = _as_array(output[0], "phy2log")
-            nondeterministic = again.shape != first_outputs[t].shape or not np.array_equal(again, first_outputs[t])
+            try:
+                again = _as_array(output[0], "phy2log")
+                nondeterministic = not np.array_equal(again, first_outputs[t])
+            except (ValueError, TypeError, RuntimeError, IndexError, KeyError):
+                nondeterministic = True
         t = (t + 1) % windows.shape[0]
     return {
         "status": "ok",
@@ -130,6 +162,20 @@ def run(request: dict, workdir: Path) -> dict:
         "input_changed": input_changed,
         "nondeterministic": nondeterministic,
         "threads": torch.get_num_threads(),
+        **_device_facts(device),
+    }
+
+
+def _device_facts(device: str) -> dict:
+    """What the row records of the device the call ran on."""
+    import torch
+
+    if not device.startswith("cuda"):
+        return {"device_name": "cpu", "cuda_version": "", "peak_device_memory_bytes": 0}
+    return {
+        "device_name": torch.cuda.get_device_name(device),
+        "cuda_version": torch.version.cuda or "",
+        "peak_device_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
     }
 
 
@@ -145,11 +191,30 @@ def _limit_memory(memory_mb: int, device: str) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Ask the kernel to SIGKILL this process when the harness dies (a harness killed
+    midway must not leave a hung candidate running forever); Linux only."""
+    import ctypes
+    import os
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl
+        os._exit(1)
+
+
 def main() -> None:
     workdir = Path(sys.argv[1])
     request = json.loads((workdir / "request.json").read_text())
+    _die_with_parent(request.get("parent_pid"))
     _limit_memory(request["memory_mb"], request["device"])
-    answer = run(request, workdir)
+    try:
+        answer = run(request, workdir)
+    except BaseException as exc:  # the candidate runs in this process and can break anything in it
+        answer = _failure(exc, "in the worker, after the candidate ran")
     # Written last and renamed into place: the parent reads an answer only if it is whole.
     partial = workdir / "answer.json.partial"
     partial.write_text(json.dumps(answer))

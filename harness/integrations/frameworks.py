@@ -1,0 +1,356 @@
+"""What the OpenEvolve and ShinkaEvolve evaluators share: configuration, one bounded
+evaluation of a program file on a suite, the metrics dict, feedback text and storage.
+
+One evaluation scores a program on every workload of a suite, one worker process per
+workload (`harness.evaluate.evaluate`), in order, and stops at the first failure: a
+program that fails anywhere scores 0.0, so the rest would cost time and tell nothing.
+The whole evaluation has one budget (`timeout`): each worker gets what is left of it and
+is killed with its process group when it runs out, and the evaluation itself returns at
+most `GRACE_S` seconds after the budget whatever the candidate does.
+
+Every row lands in the Parquet store (unless `results` is `none`), with lineage when the
+caller gives it: the program id becomes `candidate_name`, the parent id `parent_hash`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.candidates import Candidate, source_hash
+from harness.errors import HarnessError
+from harness.evaluate import Settings, TimingConfig, context, evaluate, resolve_device
+from harness.metrics import adrs_combined_score, adrs_leaderboard_score
+from harness.results import EvalResult
+from harness.store import ResultStore
+from harness.workloads import Workload, load_suite
+
+ENV_PREFIX = "EPLB_HARNESS_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+PROGRAM_ID_ENV = ENV_PREFIX + "PROGRAM_ID"
+PARENT_ID_ENV = ENV_PREFIX + "PARENT_ID"
+GRACE_S = 3.0
+NO_STORE = ("", "none", "off")
+
+SCORES = {
+    "adrs_combined": "OpenEvolve/ADRS combined score (replica_balancedness + 0.02 / runtime_s) / 2",
+    "balancedness": "GPU balancedness: mean GPU load / max GPU load, runtime ignored",
+    "adrs_leaderboard": "ADRS leaderboard score 90 b + 5 min(0.002 / t, 2) - (min(20 t, 20) if t > 0.01 else 0)",
+}
+
+# Every result carries every one of these keys, failures included (as 0.0), so a
+# MAP-Elites feature dimension never goes missing.
+METRIC_KEYS = (
+    "combined_score", "valid", "balancedness", "replica_balancedness", "node_balancedness",
+    "fit_balancedness", "worst_balancedness", "group_spread", "moved_replicas_per_plan", "runtime_s",
+    "adrs_combined_score", "adrs_score",
+)
+_CLI = Settings()
+_MEANS = ("balancedness", "replica_balancedness", "node_balancedness", "fit_balancedness", "group_spread",
+          "moved_replicas_per_plan", "runtime_s")
+
+
+@dataclass(frozen=True)
+class IntegrationConfig:
+    """How a framework's evaluation call runs. From lowest to highest precedence:
+    these defaults, a config file (TOML, or JSON by suffix; `EPLB_HARNESS_CONFIG` or the
+    caller's `config`), `EPLB_HARNESS_<FIELD>` environment variables, the caller's keywords."""
+
+    score: str = "adrs_combined"  # which figure is `combined_score`: a key of SCORES
+    suite: str = "default"  # `evaluate` and `evaluate_stage2`
+    stage1_suite: str = "quick"  # `evaluate_stage1`: the fast validity check
+    results: str = "results"  # the Parquet store; `none` stores nothing
+    # The CLI's defaults, so that rows share its settings hash.
+    timeout: float = _CLI.timeout_s  # seconds for one whole evaluation call (all its workloads)
+    device: str = _CLI.device
+    threads: int = _CLI.threads
+    memory_mb: int = _CLI.memory_mb
+    run_id: str = ""  # default: the framework's name
+    timing: Mapping[str, float] = field(default_factory=dict)  # TimingConfig fields (file or keywords only)
+
+    def settings(self) -> Settings:
+        """The evaluation settings (with the defaults, the CLI's)."""
+        return Settings(device=resolve_device(self.device), threads=self.threads, timeout_s=self.timeout,
+                        memory_mb=self.memory_mb, timing=TimingConfig(**self.timing))
+
+
+_CONFIG_FIELDS = {f.name: f for f in fields(IntegrationConfig)}
+_CASTS = {"score": str, "suite": str, "stage1_suite": str, "results": str, "timeout": float, "device": str,
+          "threads": int, "memory_mb": int, "run_id": str}
+_TIMING_FIELDS = {f.name for f in fields(TimingConfig)}
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError and JSONDecodeError are ValueErrors
+        raise HarnessError(f"integration config {path} cannot be read: {exc}") from exc
+    if not isinstance(data, dict):
+        raise HarnessError(f"integration config {path} must hold a table of settings")
+    # Paths in the file are relative to the file.
+    for key in ("results", "suite", "stage1_suite"):
+        value = data.get(key)
+        if isinstance(value, str) and value.lower() not in NO_STORE and (
+                key == "results" or Path(value).suffix or "/" in value):
+            data[key] = str((path.parent / value).resolve())
+    return data
+
+
+def _cast(key: str, value: Any, origin: str) -> Any:
+    if key not in _CONFIG_FIELDS:
+        known = ", ".join(sorted(_CONFIG_FIELDS))
+        raise HarnessError(f"unknown integration setting {key!r} in {origin}; known: {known}")
+    if key == "timing":
+        if not isinstance(value, Mapping) or not set(value) <= _TIMING_FIELDS:
+            raise HarnessError(f"timing in {origin} must be a table with keys among {', '.join(sorted(_TIMING_FIELDS))}")
+        return dict(value)
+    try:
+        return _CASTS[key](value)
+    except (TypeError, ValueError) as exc:
+        raise HarnessError(f"integration setting {key}={value!r} in {origin} is not a {_CASTS[key].__name__}") from exc
+
+
+def resolve_config(config: str | os.PathLike | None = None, **overrides: Any) -> IntegrationConfig:
+    """The configuration in force now (see IntegrationConfig for the precedence)."""
+    values: dict[str, Any] = {}
+    config_path = config or os.environ.get(CONFIG_ENV)
+    if config_path:
+        path = Path(config_path)
+        for key, value in _read_config_file(path).items():
+            values[key] = _cast(key, value, str(path))
+    for key in _CASTS:
+        env = os.environ.get(ENV_PREFIX + key.upper())
+        if env is not None and env != "":
+            values[key] = _cast(key, env, ENV_PREFIX + key.upper())
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = _cast(key, value, "the caller's arguments")
+    cfg = IntegrationConfig(**values)
+    if cfg.score not in SCORES:
+        raise HarnessError(f"unknown score {cfg.score!r} for combined_score; choose one of {', '.join(SCORES)}")
+    if not cfg.timeout > 0 or cfg.threads < 1 or cfg.memory_mb < 1:
+        raise HarnessError("timeout, threads and memory_mb must be positive")
+    return cfg
+
+
+_SUITES: dict[str, tuple[float, list[Workload]]] = {}
+
+
+def _suite(name: str) -> list[Workload]:
+    """The suite's workloads, built once per process (per spec file version)."""
+    path = Path(name)
+    stamp = path.stat().st_mtime if path.is_file() else 0.0
+    cached = _SUITES.get(name)
+    if cached is None or cached[0] != stamp:
+        cached = _SUITES[name] = (stamp, load_suite(name))
+    return cached[1]
+
+
+def _lineage(program_path: Path, source: str, framework: str, program_id: str | None,
+             parent_id: str | None) -> Candidate:
+    """The candidate with its lineage: `program_id` (default: the program's folder for
+    ShinkaEvolve's gen_N/main.py, else `<framework>-<hash>`) becomes its name; `parent_id`
+    becomes `parent_hash`: a path to the parent's source gives that source's hash, any
+    other id is kept as given."""
+    digest = source_hash(source)
+    program_id = program_id or os.environ.get(PROGRAM_ID_ENV) or ""
+    parent_id = parent_id or os.environ.get(PARENT_ID_ENV) or ""
+    if not program_id:
+        folder = program_path.resolve().parent.name
+        program_id = folder if folder.startswith("gen_") else f"{framework}-{digest[:8]}"
+    parent_hash = parent_id
+    if parent_id and Path(parent_id).is_file():
+        parent_hash = source_hash(Path(parent_id).read_text(encoding="utf-8", errors="replace"))
+    return Candidate(name=program_id, source=source, hash=digest, path=str(program_path), parent_hash=parent_hash)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One evaluation call's outcome, in the shapes both frameworks need."""
+
+    status: str  # ok, or the first failure's status
+    reason: str  # the first failure's error ("" when ok)
+    workload: str  # the failing workload, or the weakest one when ok
+    metrics: dict[str, float]  # every METRIC_KEYS key
+    per_workload: dict[str, dict[str, Any]]
+    feedback: str
+    stderr_tail: str
+    candidate_hash: str
+    settings_hash: str
+    suite: str
+    score: str
+    stored_in: str
+    rows: list[EvalResult]
+
+    @property
+    def correct(self) -> bool:
+        return self.status == "ok"
+
+    def artifacts(self) -> dict[str, str]:
+        """OpenEvolve artifacts: on failure the status, the reason and the stderr tail;
+        always the feedback."""
+        artifacts = {"feedback": self.feedback}
+        if not self.correct:
+            artifacts.update(status=self.status, reason=self.reason, workload=self.workload,
+                             stderr=self.stderr_tail or "(empty)")
+        return artifacts
+
+
+def _finite(value: float) -> float:
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
+
+
+def _mean(values: list[float]) -> float:
+    """Mean of the finite values (a single-window workload has no migration figure)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return float(np.mean(finite)) if finite else 0.0
+
+
+def _metrics(rows: list[EvalResult], score: str) -> dict[str, float]:
+    zeros = dict.fromkeys(METRIC_KEYS, 0.0)
+    if not rows or any(row.status != "ok" for row in rows):
+        return zeros
+    mean = {key: _mean([getattr(row, key) for row in rows]) for key in _MEANS}
+    metrics = {
+        **mean, "valid": 1.0, "worst_balancedness": min(row.balancedness for row in rows),
+        # Computed from the suite means, as the leaderboard does.
+        "adrs_combined_score": adrs_combined_score(mean["replica_balancedness"], mean["runtime_s"]),
+        "adrs_score": adrs_leaderboard_score(mean["balancedness"], mean["runtime_s"]),
+    }
+    metrics["combined_score"] = metrics[{"adrs_combined": "adrs_combined_score", "balancedness": "balancedness",
+                                         "adrs_leaderboard": "adrs_score"}[score]]
+    return {key: _finite(metrics[key]) for key in METRIC_KEYS}
+
+
+def _feedback(status: str, reason: str, workload: str, rows: list[EvalResult], metrics: dict[str, float],
+              budget_s: float, stderr_tail: str) -> str:
+    """What the proposer should fix, in a few sentences."""
+    if status == "ok":
+        worst = min(rows, key=lambda row: row.balancedness)
+        slowest = max(rows, key=lambda row: row.runtime_s)
+        return (
+            f"Valid on all {len(rows)} workloads. Mean GPU balancedness {metrics['balancedness']:.4f} "
+            f"(1.0 is perfect; replica {metrics['replica_balancedness']:.4f}, node {metrics['node_balancedness']:.4f}), "
+            f"mean runtime {metrics['runtime_s'] * 1e3:.2f} ms, combined_score {metrics['combined_score']:.4f}. "
+            f"Weakest workload: {worst.workload_name} with GPU balancedness {worst.balancedness:.4f} "
+            f"({worst.num_layers} layers, {worst.num_logical_experts} experts, {worst.num_replicas} replicas "
+            f"on {worst.num_gpus} GPUs in {worst.num_nodes} nodes, {worst.num_groups} groups; "
+            f"group spread {worst.group_spread:.2f} nodes per group): improve the balance there. "
+            f"Slowest workload: {slowest.workload_name} at {slowest.runtime_s * 1e3:.2f} ms per call."
+        )
+    tail = stderr_tail.strip()[-1500:]
+    stderr = f"\nstderr tail of the candidate:\n{tail}" if tail else ""
+    if status == "invalid":
+        return (f"INVALID placement on workload {workload}: {reason}. A placement must satisfy every rule of the "
+                f"contract: phy2log [layers, num_replicas] with ids in [0, E), every expert at least one replica, "
+                f"logcnt equal to the per-layer count of phy2log, log2phy listing exactly each expert's slots "
+                f"then -1, integer dtypes, and the input weight left unchanged. Fix that rule first.{stderr}")
+    if status == "timeout":
+        return (f"TIMEOUT on workload {workload}: {reason}. rebalance_experts must return well within the "
+                f"{budget_s:g} s budget of the whole evaluation; remove unbounded loops and per-element Python "
+                f"loops over layers and experts (vectorise with torch).{stderr}")
+    if status == "error":
+        return f"ERROR on workload {workload}: {reason}. Fix the exception.{stderr}"
+    if status == "crash":
+        return (f"CRASH on workload {workload}: {reason}. The process died (signal, exit or out of memory); "
+                f"reduce memory use and do not exit the process.{stderr}")
+    return f"{status.upper()} on workload {workload}: {reason}.{stderr}"
+
+
+def _run_rows(candidate: Candidate, workloads: list[Workload], settings: Settings, run_id: str, suite: str,
+              deadline: float, rows: list[EvalResult]) -> None:
+    """Evaluate `workloads` in order, each within what is left before `deadline`, and
+    stop at the first failure or when nothing is left. Appends to `rows` as it goes."""
+    for workload in workloads:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        row = evaluate(candidate, workload, replace(settings, timeout_s=left), run_id, suite)
+        if row.settings_hash != settings.hash:
+            # The worker had what was left of the budget; the row is keyed by the configured settings.
+            error = row.error
+            if row.status == "timeout":
+                error = f"no answer within the {settings.timeout_s:g} s budget of the evaluation; process group killed"
+            row = replace(row, settings_hash=settings.hash, error=error)
+        rows.append(row)
+        if row.status != "ok":
+            return
+
+
+def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", framework: str = "harness",
+                     program_id: str | None = None, parent_id: str | None = None,
+                     config: str | os.PathLike | None = None, **overrides: Any) -> Evaluation:
+    """Score the program at `program_path` on the configured suite (`stage="quick"`: the
+    stage-1 suite) within the configured budget, store the rows, and summarise.
+
+    Raises HarnessError only for a bad configuration; whatever the candidate does is a result.
+    """
+    started = time.monotonic()
+    cfg = resolve_config(config, **overrides)
+    settings = cfg.settings()
+    suite = cfg.stage1_suite if stage == "quick" else cfg.suite
+    workloads = _suite(suite)
+    run_id = cfg.run_id or framework
+    path = Path(program_path)
+    try:
+        source, read_error = path.read_text(encoding="utf-8"), ""
+    except (OSError, UnicodeDecodeError) as exc:
+        source, read_error = "", f"the program {path} cannot be read: {exc}"
+    candidate = _lineage(path, source, framework, program_id, parent_id)
+
+    rows: list[EvalResult] = []
+    if read_error:
+        rows.append(EvalResult.failed(context(candidate, workloads[0], settings, run_id, suite), "error", read_error))
+    else:
+        deadline = started + cfg.timeout
+        worker = threading.Thread(target=_run_rows, name="eplb-integration", daemon=True,
+                                  args=(candidate, workloads, settings, run_id, suite, deadline, rows))
+        worker.start()
+        # The worker kills its process at the deadline; the grace covers the clean-up, and
+        # past it the evaluation returns regardless (the thread finishes on its own).
+        worker.join(max(0.0, deadline - time.monotonic()) + GRACE_S)
+        rows = list(rows)
+        if len(rows) < len(workloads) and all(row.status == "ok" for row in rows):
+            # Out of budget: the workload in flight, or the next one, is the timeout.
+            rows.append(EvalResult.failed(context(candidate, workloads[len(rows)], settings, run_id, suite),
+                                          "timeout", f"no answer within the {cfg.timeout:g} s budget of the evaluation",
+                                          time.monotonic() - started))
+
+    failed = next((row for row in rows if row.status != "ok"), None)
+    metrics = _metrics(rows, cfg.score)
+    status, reason = (failed.status, failed.error) if failed else ("ok", "")
+    stderr_tail = failed.stderr_tail if failed else ""
+    workload = failed.workload_name if failed else min(rows, key=lambda r: r.balancedness).workload_name
+    stored_in = _store(cfg.results, rows)
+    return Evaluation(
+        status=status, reason=reason, workload=workload, metrics=metrics,
+        per_workload={row.workload_name: {"status": row.status, "balancedness": _finite(row.balancedness),
+                                          "runtime_s": _finite(row.runtime_s)} for row in rows},
+        feedback=_feedback(status, reason, workload, rows, metrics, cfg.timeout, stderr_tail),
+        stderr_tail=stderr_tail, candidate_hash=candidate.hash, settings_hash=settings.hash, suite=suite,
+        score=cfg.score, stored_in=stored_in, rows=rows,
+    )
+
+
+def _store(results: str, rows: list[EvalResult]) -> str:
+    """Append `rows` to the store; a store that cannot be written is reported on stderr
+    and never fails the evaluation."""
+    if results.lower() in NO_STORE or not rows:
+        return ""
+    try:
+        return str(ResultStore(results).append(rows))
+    except (OSError, HarnessError) as exc:
+        print(f"eplb-harness: warning: result store {results} not written: {exc}", file=sys.stderr)
+        return ""

@@ -1,0 +1,34 @@
+"""Verdict: invalid: log2phy lists a slot whose phy2log is another expert
+
+Tries: a true phy2log and logcnt but a log2phy that swaps the slots of experts 4 and 5,
+so an evaluator reading only log2phy/logcnt would route tokens to the wrong expert.
+"""
+
+import torch
+
+
+def _placement(phy2log, num_experts):
+    """logcnt and log2phy that tell the truth about phy2log [layers, replicas]."""
+    num_layers, num_replicas = phy2log.shape
+    logcnt = torch.zeros(num_layers, num_experts, dtype=torch.int64)
+    logcnt.scatter_add_(1, phy2log, torch.ones_like(phy2log))
+    log2phy = torch.full((num_layers, num_experts, int(logcnt.max())), -1, dtype=torch.int64)
+    for layer in range(num_layers):
+        seen = [0] * num_experts
+        for slot, expert in enumerate(phy2log[layer].tolist()):
+            log2phy[layer, expert, seen[expert]] = slot
+            seen[expert] += 1
+    return phy2log, log2phy, logcnt
+
+
+def _round_robin(weight, num_replicas):
+    """A valid placement: slot p holds expert p % experts."""
+    num_layers, num_experts = weight.shape
+    phy2log = (torch.arange(num_replicas) % num_experts).repeat(num_layers, 1)
+    return _placement(phy2log, num_experts)
+
+
+def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
+    phy2log, log2phy, logcnt = _round_robin(weight, num_replicas)
+    log2phy[:, [4, 5]] = log2phy[:, [5, 4]]
+    return phy2log, log2phy, logcnt

@@ -1,0 +1,83 @@
+"""The command line as a user meets it: the main job, evaluate's JSON, one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+                    [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
+EXAMPLE_TOPOLOGY = ["--num-replicas", "16", "--num-groups", "4", "--num-nodes", "2", "--num-gpus", "8"]
+
+
+def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture
+def example_file(tmp_path: Path) -> Path:
+    path = tmp_path / "example.npy"
+    np.save(path, EXAMPLE)
+    return path
+
+
+def test_evaluate_json_pins_the_readme_example(example_file, tmp_path):
+    done = cli("evaluate", "candidates/deepseek_eplb.py", "--workload", str(example_file), *EXAMPLE_TOPOLOGY,
+               "--json", "--results", str(tmp_path / "store"))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    keys = {"status", "error", "balancedness", "replica_balancedness", "node_balancedness", "runtime_s",
+            "combined_score"}
+    assert keys <= report.keys()
+    assert report["status"] == "ok"
+    assert report["balancedness"] == pytest.approx(0.8156, abs=5e-5)
+    assert report["combined_score"] == pytest.approx((report["replica_balancedness"] + 0.02 / report["runtime_s"]) / 2)
+    (workload,) = report["workloads"]
+    assert keys <= workload.keys() and workload["workload_id"].startswith("example@")
+    assert len(pq.read_table(next((tmp_path / "store").glob("*.parquet")))) == 1
+
+
+def test_run_scores_the_shipped_candidates_and_stores_them(tmp_path):
+    weights = np.random.default_rng(0).gamma(1.0, size=(2, 4, 64)) * 100
+    np.save(tmp_path / "small.npy", weights)
+    store = tmp_path / "store"
+    done = cli("run", "--workload", str(tmp_path / "small.npy"), "--num-replicas", "80", "--num-groups", "4",
+               "--num-nodes", "2", "--num-gpus", "8", "--results", str(store))
+    assert done.returncode == 0, done.stderr
+    for name in ("deepseek_eplb", "seed_parent", "peak_aware_tail_and_two_step_fixup"):
+        assert any(line.split()[1:3] == [name, "ok:1"] for line in done.stdout.splitlines()), done.stdout
+    table = pq.read_table(store)
+    assert sorted(table["candidate_name"].to_pylist()) == ["deepseek_eplb", "peak_aware_tail_and_two_step_fixup",
+                                                           "seed_parent"]
+    assert set(table["status"].to_pylist()) == {"ok"}
+    rows = {row["candidate_name"]: row for row in table.to_pylist()}
+    child, parent = rows["peak_aware_tail_and_two_step_fixup"], rows["seed_parent"]
+    assert child["parent_hash"] == parent["candidate_hash"]
+    assert child["diff_description"].startswith("This edit improves the expert replication stage")
+    rerun = cli("run", "--workload", str(tmp_path / "small.npy"), "--num-replicas", "80", "--num-groups", "4",
+                "--num-nodes", "2", "--num-gpus", "8", "--results", str(store))
+    assert "0 evaluated, 3 reused" in rerun.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "candidates/missing.py", "--json"], "candidate candidates/missing.py does not exist"),
+    (["evaluate", "candidates/deepseek_eplb.py", "--workload", "{bad_rank}", *EXAMPLE_TOPOLOGY],
+     "expected [windows, layers, experts]"),
+    (["run", "--num-replicas", "288", "--num-gpus", "7"], "288 replicas do not divide evenly over 7 GPUs"),
+    (["run", "--suite", "no-such-suite"], "unknown suite 'no-such-suite'"),
+    (["evaluate", "candidates/deepseek_eplb.py", "--workload", "{example}"], "give --num-replicas"),
+])
+def test_bad_input_gets_one_line_and_exit_2(args, message, tmp_path, example_file):
+    np.save(tmp_path / "bad_rank.npy", np.ones((2, 2, 2, 2)))
+    args = [a.format(bad_rank=tmp_path / "bad_rank.npy", example=example_file) for a in args]
+    done = cli(*args, "--results", str(tmp_path / "store"))
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "store").exists()

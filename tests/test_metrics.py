@@ -1,0 +1,101 @@
+"""Validity rules and balance measures, pinned on the DeepSeek README example."""
+
+import numpy as np
+import pytest
+
+from harness.metrics import (InvalidPlacement, Placement, balance, check_placement, gpu_loads, group_spread,
+                             moved_replicas)
+from harness.workloads import Topology
+
+WEIGHT = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+                   [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
+PHY2LOG = np.array([[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+                    [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1]])
+TOPOLOGY = Topology(num_replicas=16, num_groups=4, num_nodes=2, num_gpus=8)
+
+
+def placement_of(phy2log: np.ndarray, num_experts: int) -> Placement:
+    """The honest logcnt and log2phy of `phy2log`, built plainly (loops are fine here)."""
+    num_layers = phy2log.shape[0]
+    logcnt = np.zeros((num_layers, num_experts), dtype=np.int64)
+    slots = [[[] for _ in range(num_experts)] for _ in range(num_layers)]
+    for layer in range(num_layers):
+        for slot, expert in enumerate(phy2log[layer]):
+            logcnt[layer, expert] += 1
+            slots[layer][expert].append(slot)
+    log2phy = -np.ones((num_layers, num_experts, int(logcnt.max())), dtype=np.int64)
+    for layer in range(num_layers):
+        for expert in range(num_experts):
+            log2phy[layer, expert, :len(slots[layer][expert])] = slots[layer][expert]
+    return Placement(phy2log.copy(), log2phy, logcnt)
+
+
+def test_readme_example_gpu_loads_and_balancedness():
+    loads = gpu_loads(PHY2LOG, WEIGHT, TOPOLOGY)
+    np.testing.assert_allclose(loads[0], [121.5, 86.5, 125, 113, 147.5, 131.5, 156, 152])
+    assert balance(PHY2LOG, WEIGHT, TOPOLOGY).balancedness == pytest.approx(0.8156, abs=5e-5)
+
+
+def test_balance_matches_an_independent_recomputation():
+    rng = np.random.default_rng(7)
+    weight = rng.random((2, 12)) * 100
+    logcnt = np.bincount(PHY2LOG[0], minlength=12), np.bincount(PHY2LOG[1], minlength=12)
+    gpu = np.zeros((2, 8))
+    node = np.zeros((2, 2))
+    slot = np.zeros((2, 16))
+    for layer in range(2):
+        for p, expert in enumerate(PHY2LOG[layer]):
+            load = weight[layer, expert] / logcnt[layer][expert]
+            slot[layer, p] = load
+            gpu[layer, p // 2] += load
+            node[layer, p // 8] += load
+    ratio = lambda x: x.mean(1).sum() / x.max(1).sum()
+    result = balance(PHY2LOG, weight, TOPOLOGY)
+    assert result.balancedness == pytest.approx(ratio(gpu))
+    assert result.node_balancedness == pytest.approx(ratio(node))
+    assert result.replica_balancedness == pytest.approx(ratio(slot))
+
+
+def test_group_spread_counts_nodes_per_group():
+    # Layer 0: group 0 (experts 0-2) lies on slots 12, 13, 15 -> node 1 only; group 2
+    # (experts 6-8) on slots 1, 3, 4 -> node 0 only; group 1 (3-5) on 0, 2, 5, 6, 7 -> node 0;
+    # group 3 (9-11) on 8, 9, 10, 11, 14 -> node 1. Every group on one node.
+    assert group_spread(PHY2LOG[:1], 12, TOPOLOGY) == 1.0
+    spread = PHY2LOG[:1].copy()
+    spread[0, [0, 15]] = spread[0, [15, 0]]  # expert 1 to node 0, expert 5 to node 1
+    assert group_spread(spread, 12, TOPOLOGY) == 1.5
+
+
+def test_moved_replicas_counts_new_copies_per_gpu():
+    assert moved_replicas(PHY2LOG, PHY2LOG, TOPOLOGY) == 0
+    swapped = PHY2LOG.copy()
+    swapped[0, [0, 15]] = swapped[0, [15, 0]]
+    assert moved_replicas(PHY2LOG, swapped, TOPOLOGY) == 2
+
+
+def test_honest_placement_is_valid():
+    check_placement(placement_of(PHY2LOG, 12), 2, 12, TOPOLOGY)
+
+
+def broken(change) -> Placement:
+    placement = placement_of(PHY2LOG, 12)
+    arrays = {"phy2log": placement.phy2log, "log2phy": placement.log2phy, "logcnt": placement.logcnt}
+    change(arrays)
+    return Placement(**arrays)
+
+
+@pytest.mark.parametrize("change, rule", [
+    (lambda a: a.update(phy2log=a["phy2log"].astype(float)), "phy2log has dtype float64"),
+    (lambda a: a.update(phy2log=a["phy2log"][:, :15]), "phy2log has shape"),
+    (lambda a: a.update(log2phy=a["log2phy"][:, :, 0]), "log2phy has shape"),
+    (lambda a: a["phy2log"].__setitem__((0, 0), 12), "outside [0, 12)"),
+    (lambda a: a["phy2log"].__setitem__((0, 12), 1), "expert 0 of layer 0 has no replica"),
+    (lambda a: a["logcnt"].__setitem__((1, 0), 2), "logcnt disagrees with phy2log"),
+    (lambda a: a["log2phy"].__setitem__((0, 0, 0), 1), "another expert"),
+    (lambda a: a["log2phy"].__setitem__((0, 1, 1), 13), "same slot twice"),
+    (lambda a: a["log2phy"].__setitem__((0, 0, 1), 3), "not -1"),
+    (lambda a: a["log2phy"].__setitem__((0, 0, 0), 99), "outside [0, 16)"),
+])
+def test_each_broken_rule_is_named(change, rule):
+    with pytest.raises(InvalidPlacement, match=rule.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        check_placement(broken(change), 2, 12, TOPOLOGY)

@@ -1,0 +1,52 @@
+"""Timing measures the candidate's call alone, and rows carry how it was measured."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.candidates import REFERENCE_PATH, load_candidate
+from harness.evaluate import Settings, TimingConfig, evaluate
+from harness.stats import summarize
+from harness.workloads import synthetic
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_summarize_fixed_fields():
+    stats = summarize([4.0, 1.0, 3.0, 2.0, 100.0])
+    assert (stats.median_s, stats.min_s, stats.samples) == (3.0, 1.0, 5)
+    assert stats.iqr_s == pytest.approx(2.0)
+    assert stats.relative_iqr == pytest.approx(2.0 / 3.0)
+    with pytest.raises(ValueError):
+        summarize([])
+
+
+def test_only_the_call_is_timed():
+    workload = synthetic("zipf", "deepseek-v3", seed=0, num_windows=3, exponent=0.6)
+    row = evaluate(load_candidate(DATA / "precomputed_candidate.py"), workload, Settings())
+    assert row.status == "ok", row.error
+    # Handing back a cached placement costs microseconds; checking and scoring three
+    # 58 x 288 placements costs the harness milliseconds, which must not leak into it.
+    assert row.runtime_s * 50 < row.scoring_s
+    assert row.runtime_s * 1000 < row.eval_wall_s
+
+
+def test_rows_carry_statistics_method_device_and_fingerprint():
+    workload = synthetic("lognormal", "deepseek-v2-lite", seed=1, num_windows=3)
+    settings = Settings(timing=TimingConfig(warmup=1, min_samples=4, max_samples=6, min_time_s=0.0))
+    row = evaluate(load_candidate(REFERENCE_PATH), workload, settings,
+                   reference_runtime_s=0.5)
+    assert row.status == "ok", row.error
+    assert 4 <= row.runtime_samples <= 6
+    assert row.runtime_min_s <= row.runtime_s and row.runtime_iqr_s >= 0
+    assert row.speedup_vs_reference == pytest.approx(0.5 / row.runtime_s)
+    assert "median of perf_counter around the call" in row.timing_method
+    assert row.threads == 1 and row.device == "cpu" and row.device_name == "cpu"
+    assert row.cpu_model and row.cpu_count >= 1 and row.torch_version and row.numpy_version
+
+
+def test_every_window_is_timed_at_least_once():
+    workload = synthetic("zipf", "deepseek-v2-lite", seed=2, num_windows=7)
+    settings = Settings(timing=TimingConfig(warmup=0, min_samples=1, max_samples=50, min_time_s=0.0))
+    row = evaluate(load_candidate(DATA / "precomputed_candidate.py"), workload, settings)
+    assert row.runtime_samples == 7
