@@ -94,7 +94,7 @@ def gallery(tmp_path_factory) -> Gallery:
     started = time.perf_counter()
     done = subprocess.run(
         [*cli_command(), "run", str(HOSTILE), "--workload", str(tmp / "tiny.npy"), *TOPOLOGY,
-         "--timeout", str(TIMEOUT_S), "--memory-mb", "2048", "--jobs", "3", "--results", str(tmp / "store")],
+         "--timeout", str(TIMEOUT_S), "--memory-mb", "2048", "--jobs", "2", "--results", str(tmp / "store")],
         cwd=tmp, env=env, capture_output=True, text=True, timeout=900,
     )
     wall_s = time.perf_counter() - started
