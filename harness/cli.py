@@ -9,16 +9,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness import __version__
-from harness.candidates import discover
+from harness.candidates import REFERENCE_PATH, discover, load_candidate
 from harness.diffs import apply_diff_file
 from harness.errors import HarnessError
 from harness.evaluate import Settings, TimingConfig, default_jobs, resolve_device, run
-from harness.report import format_table, latest, leaderboard
+from harness.report import format_table, latest, leaderboard, leaderboard_table
 from harness.results import EvalResult
 from harness.store import ResultStore
 from harness.workloads import resolve_workloads
@@ -88,8 +90,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     run_id, evaluated, reused = run(candidates, workloads, settings, store, suite=args.suite or "default",
                                     jobs=args.jobs, fresh=args.fresh, progress=_progress)
     print(f"run {run_id}: {evaluated} evaluated, {reused} reused from {store.root}/")
-    standings = leaderboard(store.read(), {c.hash for c in candidates}, {w.id for w in workloads})
-    print(format_table(standings))
+    # The reference was timed in this run too: listing it gives every speedup its baseline.
+    shown = {c.hash for c in candidates} | {load_candidate(REFERENCE_PATH).hash}
+    print(format_table(leaderboard_table(store.read(), shown, {w.id for w in workloads})))
     return 0
 
 
@@ -270,3 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as exc:
         print(f"eplb-harness: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, with the status a shell gives SIGPIPE.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE

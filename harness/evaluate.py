@@ -30,7 +30,7 @@ from harness.metrics import (InvalidPlacement, Placement, adrs_combined_score, a
 from harness.results import EvalResult, RowContext, now
 from harness.sandbox import WorkerRequest, run_worker
 from harness.stats import summarize
-from harness.store import ResultStore
+from harness.store import AUTO_COMPACT_FILES, ResultStore
 from harness.workloads import Workload
 
 
@@ -237,5 +237,6 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
     total = len(needed) + len(todo)
     for row in progress(rows(), total) if progress else rows():
         store.append([row])
+    store.compact(AUTO_COMPACT_FILES)
     evaluated = len(todo) + sum(c.hash == reference.hash for c in candidates) * len(needed)
     return run_id, evaluated, len(candidates) * len(workloads) - evaluated

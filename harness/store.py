@@ -41,6 +41,9 @@ SCHEMA = pa.schema(
     metadata={"eplb_harness_schema_version": str(SCHEMA_VERSION)},
 )
 KEY_COLUMNS = ("candidate_hash", "workload_id", "settings_hash")
+# Writers merge the store once it holds this many files: reading costs about a
+# millisecond per file, and a search appends a file per evaluation.
+AUTO_COMPACT_FILES = 256
 
 
 def to_table(rows: Sequence[EvalResult]) -> pa.Table:

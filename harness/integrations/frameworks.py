@@ -33,7 +33,7 @@ from harness.errors import HarnessError
 from harness.evaluate import Settings, TimingConfig, context, evaluate, resolve_device
 from harness.metrics import adrs_combined_score, adrs_leaderboard_score
 from harness.results import EvalResult
-from harness.store import ResultStore
+from harness.store import AUTO_COMPACT_FILES, ResultStore
 from harness.workloads import Workload, load_suite
 
 ENV_PREFIX = "EPLB_HARNESS_"
@@ -350,7 +350,10 @@ def _store(results: str, rows: list[EvalResult]) -> str:
     if results.lower() in NO_STORE or not rows:
         return ""
     try:
-        return str(ResultStore(results).append(rows))
+        store = ResultStore(results)
+        written = store.append(rows)
+        store.compact(AUTO_COMPACT_FILES)
+        return str(written)
     except (OSError, HarnessError) as exc:
         print(f"eplb-harness: warning: result store {results} not written: {exc}", file=sys.stderr)
         return ""
