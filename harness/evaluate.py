@@ -40,7 +40,8 @@ class TimingConfig:
     the placements) and `warmup` more, timed calls cycle over the windows until at least
     `min_samples` (and every window once) and `min_time_s`, at most `max_samples`. Each
     sample is `perf_counter` around the call alone, on a fresh copy of the window's
-    weights, bracketed by CUDA synchronisation on a GPU. A median whose IQR exceeds
+    weights, bracketed by CUDA synchronisation on a GPU; garbage is collected before the
+    timed calls and collection is off during them (as timeit does). A median whose IQR exceeds
     `unstable_iqr` of it is flagged."""
 
     warmup: int = 1
@@ -50,7 +51,8 @@ class TimingConfig:
     unstable_iqr: float = 0.10
 
     def describe(self) -> str:
-        return (f"median of perf_counter around the call; {self.warmup} warm-up after the placement pass; "
+        return (f"median of perf_counter around the call, gc off while timing; "
+                f"{self.warmup} warm-up after the placement pass; "
                 f"{self.min_samples}-{self.max_samples} samples and >= {self.min_time_s:g} s over all windows")
 
 

@@ -1,23 +1,15 @@
 """The command line as a user meets it: the main job, evaluate's JSON, one-line errors."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import cli
 EXAMPLE = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
                     [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
 EXAMPLE_TOPOLOGY = ["--num-replicas", "16", "--num-groups", "4", "--num-nodes", "2", "--num-gpus", "8"]
-
-
-def cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from harness.store import ResultStore
+from helpers import cli_command, live_processes_with
 
 LAYERS = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
                    [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
@@ -37,11 +37,6 @@ def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     log2phy = torch.where(slots < num_replicas, slots, -1).repeat(num_layers, 1, 1)
     return phy2log, log2phy, logcnt
 '''
-
-
-def cli_command() -> list[str]:
-    script = Path(sys.executable).parent / "eplb-harness"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "harness"]
 
 
 def write_candidates(folder: Path, indices: range) -> list[Path]:
@@ -75,22 +70,6 @@ def candidate_keys(store: Path, prefix: str = "round_robin_") -> list[tuple[str,
     rows = table.to_pylist()
     assert all(row["status"] == "ok" for row in rows), rows
     return [(row["candidate_name"], row["workload_id"]) for row in rows if row["candidate_name"].startswith(prefix)]
-
-
-def live_processes_with(marker: bytes) -> list[int]:
-    """Pids of processes (zombies excluded) whose environment contains `marker`."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in environ and state != "Z":
-            found.append(int(name))
-    return found
 
 
 def test_a_killed_run_keeps_its_rows_and_a_rerun_does_only_the_rest(tmp_path):

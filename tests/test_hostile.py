@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import pytest
 
 from harness.sandbox import ERROR_CHARS, TAIL_BYTES
 from harness.store import ResultStore
+from helpers import cli_command, live_processes_with
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).resolve().parent / "hostile"
@@ -36,12 +36,6 @@ TOPOLOGY = ["--num-replicas", "16", "--num-groups", "4", "--num-nodes", "2", "--
 TIMEOUT_S = 15  # a worker start (torch import) alone takes 3-7 s on a loaded 2-core box
 
 
-def cli_command() -> list[str]:
-    """`eplb-harness` as installed beside this interpreter, else `python -m harness`."""
-    script = Path(sys.executable).parent / "eplb-harness"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "harness"]
-
-
 def expectation(path: Path) -> tuple[str, str, set[str]]:
     """(status, error fragment, flags) from a hostile file's docstring. Read as text, not
     imported or parsed: some of these files do not even parse."""
@@ -50,22 +44,6 @@ def expectation(path: Path) -> tuple[str, str, set[str]]:
     assert verdict, f"{path.name}: the first line must be `\"\"\"Verdict: STATUS[: FRAGMENT]`"
     flags = next((set(line.split()[1:]) for line in lines[1:4] if line.startswith("Flags:")), set())
     return verdict[1], verdict[2] or "", flags
-
-
-def live_processes_with(marker: bytes) -> list[int]:
-    """Pids of processes (zombies excluded) whose environment contains `marker`."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            environ = Path(f"/proc/{name}/environ").read_bytes()
-            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if marker in environ and state != "Z":
-            found.append(int(name))
-    return found
 
 
 def is_alive(pid: int) -> bool:

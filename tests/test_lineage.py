@@ -1,7 +1,5 @@
 """Candidates from diffs: the seed variant, chains of diffs, and diffs that do not apply."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,14 +7,8 @@ import pyarrow.parquet as pq
 
 from harness.candidates import CANDIDATES_DIR, discover, load_candidate
 from harness.diffs import read_diff
-
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import cli
 SEED_DIFF = CANDIDATES_DIR / "diffs" / "peak_aware_tail_and_two_step_fixup.diff"
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
 
 
 def test_seed_variant_has_the_seed_replace_text():
@@ -52,7 +44,7 @@ def write_chain(folder: Path) -> None:
         f"<NAME>\nfirst\n</NAME>\n<DESCRIPTION>\nA comment.\n</DESCRIPTION>\n<DIFF>\n"
         f"<<<<<<< SEARCH\n{docstring_line}\n=======\n# first link\n{docstring_line}\n>>>>>>> REPLACE\n</DIFF>\n")
     (folder / "second.diff").write_text(
-        f"<<<<<<< SEARCH\n# first link\n=======\n# first link\n# second link\n>>>>>>> REPLACE\n")
+        "<<<<<<< SEARCH\n# first link\n=======\n# first link\n# second link\n>>>>>>> REPLACE\n")
     (folder / "broken.diff").write_text("<<<<<<< SEARCH\n# not in the parent\n=======\n# x\n>>>>>>> REPLACE\n")
     (folder / "parents.toml").write_text(
         '"first.diff" = "parent.py"\n"second.diff" = "first.diff"\n"broken.diff" = "parent.py"\n')

@@ -9,7 +9,6 @@ import io
 import json
 import math
 import re
-import shutil
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
