@@ -26,9 +26,9 @@ from joblib import Parallel, delayed
 from harness import __version__
 from harness.candidates import REFERENCE_PATH, Candidate, load_candidate
 from harness.metrics import (InvalidPlacement, Placement, adrs_combined_score, adrs_leaderboard_score,
-                             balance, check_placement, gpu_loads, moved_replicas)
+                             balance, check_placement, moved_replicas)
 from harness.results import EvalResult, RowContext, now
-from harness.sandbox import WorkerRequest, run_worker
+from harness.sandbox import WorkerOutcome, WorkerRequest, run_worker
 from harness.stats import summarize
 from harness.store import AUTO_COMPACT_FILES, ResultStore
 from harness.workloads import Workload
@@ -145,8 +145,7 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
         plans = _checked_plans(outcome.placements, workload, answer["input_changed"])
     except InvalidPlacement as exc:
         return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
-    return _scored(ctx, workload, plans, answer, settings.timing, reference_runtime_s, scoring_started,
-                   outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
+    return _scored(ctx, workload, plans, outcome, settings.timing, reference_runtime_s, scoring_started)
 
 
 def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_changed: list[bool]) -> np.ndarray:
@@ -164,10 +163,9 @@ def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_
     return np.stack(plans)
 
 
-def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, answer: dict, timing_config: TimingConfig,
-            reference_runtime_s: float, scoring_started: float, wall_s: float, stderr_tail: str,
-            stdout_tail: str) -> EvalResult:
-    topology, weights = workload.topology, workload.weights
+def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: WorkerOutcome,
+            timing_config: TimingConfig, reference_runtime_s: float, scoring_started: float) -> EvalResult:
+    topology, weights, answer = workload.topology, workload.weights, outcome.answer
     # Predictive protocol: the plan of window t serves window t+1; one window serves itself.
     pairs = [(0, 0)] if workload.num_windows == 1 else [(t, t + 1) for t in range(workload.num_windows - 1)]
     predictive = [balance(plans[plan], weights[scored], topology) for plan, scored in pairs]
@@ -176,8 +174,7 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, answer: dict
     timing = summarize(answer["runtime_samples_s"])
     mean = {name: float(np.mean([getattr(b, name) for b in predictive]))
             for name in ("balancedness", "replica_balancedness", "node_balancedness", "group_spread")}
-    per_layer = np.mean([_max_over_mean(gpu_loads(plans[plan], weights[scored], topology))
-                         for plan, scored in pairs], axis=0)
+    per_layer = np.mean([b.gpu_max_over_mean_per_layer for b in predictive], axis=0)
     return EvalResult(
         **vars(ctx), created_at=now(), status="ok", error="", **mean,
         fit_balancedness=float(np.mean(fit)),
@@ -189,15 +186,10 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, answer: dict
         peak_device_memory_bytes=answer["peak_device_memory_bytes"], nondeterministic=answer["nondeterministic"],
         combined_score=adrs_combined_score(mean["replica_balancedness"], timing.median_s),
         adrs_score=adrs_leaderboard_score(mean["balancedness"], timing.median_s),
-        scoring_s=time.perf_counter() - scoring_started, eval_wall_s=wall_s, stderr_tail=stderr_tail,
-        stdout_tail=stdout_tail, gpu_max_over_mean_per_layer=tuple(per_layer.tolist()),
+        scoring_s=time.perf_counter() - scoring_started, eval_wall_s=outcome.wall_s,
+        stderr_tail=outcome.stderr_tail, stdout_tail=outcome.stdout_tail,
+        gpu_max_over_mean_per_layer=tuple(per_layer.tolist()),
     )
-
-
-def _max_over_mean(loads: np.ndarray) -> np.ndarray:
-    """Per layer, max over mean of `loads: [layers, units]` (1.0 for an idle layer)."""
-    mean = loads.mean(axis=1)
-    return np.divide(loads.max(axis=1), mean, out=np.ones_like(mean), where=mean > 0)
 
 
 def new_run_id() -> str:

@@ -91,15 +91,19 @@ def _replica_counts(phy2log: np.ndarray, num_logical_experts: int) -> np.ndarray
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Balance:
-    """Load balance of one placement on one load window (1.0 is perfect)."""
+    """Load balance of one placement on one load window (1.0 is perfect).
+
+    gpu_max_over_mean_per_layer: [layers], the busiest GPU's load over the mean GPU load
+    (1.0 for an idle layer): which layers set the pace.
+    """
 
     balancedness: float
     replica_balancedness: float
     node_balancedness: float
     group_spread: float
-    gpu_load_max: float
+    gpu_max_over_mean_per_layer: np.ndarray
 
 
 def gpu_loads(phy2log: np.ndarray, weight: np.ndarray, topology: Topology) -> np.ndarray:
@@ -134,8 +138,14 @@ def balance(phy2log: np.ndarray, weight: np.ndarray, topology: Topology) -> Bala
         replica_balancedness=_ratio(slot_loads),
         node_balancedness=_ratio(node),
         group_spread=group_spread(phy2log, weight.shape[1], topology),
-        gpu_load_max=float(gpu.max(axis=1).mean()),
+        gpu_max_over_mean_per_layer=_max_over_mean(gpu),
     )
+
+
+def _max_over_mean(loads: np.ndarray) -> np.ndarray:
+    """Per layer, max over mean of `loads: [layers, units]` (1.0 for an idle layer)."""
+    mean = loads.mean(axis=1)
+    return np.divide(loads.max(axis=1), mean, out=np.ones_like(mean), where=mean > 0)
 
 
 def group_spread(phy2log: np.ndarray, num_logical_experts: int, topology: Topology) -> float:
