@@ -29,7 +29,8 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 
@@ -414,7 +415,7 @@ def _force_share(shares: np.ndarray, layers: np.ndarray, experts: np.ndarray, sh
     shares[:, layers, experts] = share[None] / (1 - share[None]) * others
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _fitted_figures(source: str) -> dict[str, Any]:
     path = FITTED_DIR / f"{source}.json"
     if not path.is_file():
@@ -559,9 +560,6 @@ class Loads:
     partial_last: bool = False  # the last window summed fewer steps than the others
 
 
-JSON_CHUNK_CHARS = 1 << 22  # characters read at a time when streaming a JSON trace
-
-
 def _check_window_steps(window_steps: int) -> int:
     if isinstance(window_steps, bool) or not isinstance(window_steps, (int, np.integer)) or window_steps < 1:
         raise HarnessError(f"window size must be a positive number of steps; got {window_steps!r}")
@@ -591,92 +589,6 @@ def _partial_note(count: int, window_steps: int) -> tuple[str, ...]:
     if rest:
         note += f"; the last window has {rest} step{'s' if rest > 1 else ''}"
     return (note,)
-
-
-class _JsonStream:
-    """Incremental reader of one JSON document: finds a key and decodes the items of the
-    array under it one at a time, holding at most a chunk plus one item in memory."""
-
-    def __init__(self, handle, path: Path, chunk: int) -> None:
-        self.handle, self.path, self.chunk = handle, path, chunk
-        self.buf, self.pos, self.eof, self.consumed = "", 0, False, 0
-        self.decoder = json.JSONDecoder()
-
-    def fill(self) -> bool:
-        if self.eof:
-            return False
-        data = self.handle.read(self.chunk)
-        if not data:
-            self.eof = True
-            return False
-        self.consumed += self.pos
-        self.buf, self.pos = self.buf[self.pos:] + data, 0
-        return True
-
-    def skip_ws(self) -> str | None:
-        """Skip whitespace; the next character, or None at the end of the file."""
-        while True:
-            while self.pos < len(self.buf) and self.buf[self.pos] in " \t\r\n":
-                self.pos += 1
-            if self.pos < len(self.buf):
-                return self.buf[self.pos]
-            if not self.fill():
-                return None
-
-    def find(self, needle: str) -> bool:
-        while True:
-            at = self.buf.find(needle, self.pos)
-            if at >= 0:
-                self.pos = at + len(needle)
-                return True
-            self.pos = max(self.pos, len(self.buf) - len(needle))
-            if not self.fill():
-                return False
-
-    def expect(self, char: str, what: str) -> None:
-        if self.skip_ws() != char:
-            raise self.error(f"expected {char!r} {what}")
-        self.pos += 1
-
-    def value(self) -> Any:
-        while True:
-            try:
-                value, end = self.decoder.raw_decode(self.buf, self.pos)
-            except json.JSONDecodeError as exc:
-                if exc.pos >= len(self.buf) - 1024 and self.fill():
-                    continue  # the item runs past the buffer: read on
-                if self.eof and exc.pos >= len(self.buf) - 1024:
-                    raise self.error("the file ends inside a value (truncated?)") from None
-                raise self.error(exc.msg, at=exc.pos) from None
-            if end >= len(self.buf) and self.fill():
-                continue  # a number may go on in the next chunk
-            self.pos = end
-            return value
-
-    def error(self, reason: str, at: int | None = None) -> HarnessError:
-        offset = self.consumed + (self.pos if at is None else at)
-        return HarnessError(f"{self.path} is not valid JSON: {reason} at character {offset}")
-
-
-def _array_items(stream: _JsonStream, what: str) -> Iterable[Any]:
-    """Yield the items of the JSON array starting at the stream's position."""
-    stream.expect("[", f"at the start of {what}")
-    first = True
-    while True:
-        char = stream.skip_ws()
-        if char is None:
-            raise stream.error(f"the file ends inside {what} (truncated?)")
-        if char == "]":
-            stream.pos += 1
-            return
-        if not first:
-            if char != ",":
-                raise stream.error(f"expected ',' or ']' in {what}")
-            stream.pos += 1
-            if stream.skip_ws() is None:
-                raise stream.error(f"the file ends inside {what} (truncated?)")
-        first = False
-        yield stream.value()
 
 
 def _as_2d(value: Any, path: Path, what: str) -> np.ndarray:
@@ -726,50 +638,61 @@ class _WindowSum:
         return np.stack(self.windows), _partial_note(self.steps, self.window_steps)
 
 
+def _json_error(path: Path, exc: Exception) -> HarnessError:
+    """One line for what ijson (yajl) reports: its first line, without the pointer drawing."""
+    message = exc.args[0] if exc.args else ""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    reason = str(message).strip().split("\n")[0] or type(exc).__name__
+    if "premature EOF" in reason:
+        reason = "the file ends inside a value (truncated?)"
+    return HarnessError(f"{path} is not valid JSON: {reason}")
+
+
 def _load_json(path: Path, window_steps: int) -> Loads:
     """The ADRS `expert-load.json` (`load_history[].logical_expert_load`, one [layers, experts]
     load per step) or SGLang's JSON (`logical_count`, [layers, experts] or [steps, layers,
-    experts]), streamed so a 234 MB file never sits in memory as Python lists."""
-    with open(path, encoding="utf-8") as handle:
+    experts]), streamed with ijson so a 234 MB file never sits in memory as Python lists:
+    one step at a time is decoded and added to its window."""
+    import ijson  # only JSON traces need it
+
+    with open(path, "rb") as handle:
         head = handle.read(1 << 16)
     key = None
     for candidate in ("load_history", "logical_count"):
-        at = head.find(f'"{candidate}"')
-        if at >= 0 and (key is None or at < head.find(f'"{key}"')):
+        at = head.find(f'"{candidate}"'.encode())
+        if at >= 0 and (key is None or at < head.find(f'"{key}"'.encode())):
             key = candidate
     if key is None:
         if not head.strip():
             raise HarnessError(f"{path} is empty")
         raise HarnessError(f"{path} has neither 'load_history' (ADRS expert-load.json) nor 'logical_count' "
                            "(SGLang expert distribution) near its start")
-    with open(path, encoding="utf-8") as handle:
-        stream = _JsonStream(handle, path, JSON_CHUNK_CHARS)
-        if stream.skip_ws() != "{":
-            raise stream.error("expected a JSON object")
-        if not stream.find(f'"{key}"'):
-            raise stream.error(f"no {key!r} key")
-        stream.expect(":", f"after {key!r}")
-        sums = _WindowSum(path, window_steps)
-        if key == "load_history":
-            for index, item in enumerate(_array_items(stream, "load_history")):
-                load = item.get("logical_expert_load") if isinstance(item, dict) else item
-                if load is None:
-                    raise HarnessError(f"{path}: load_history step {index} has no 'logical_expert_load'")
-                sums.add(_as_2d(load, path, f"load_history step {index}"))
-            weights, notes = sums.result()
-            return Loads(weights, "adrs-json", notes, sums.steps % window_steps > 0)
-        rows: list[Any] = []
-        for index, item in enumerate(_array_items(stream, "logical_count")):
-            if isinstance(item, list) and item and isinstance(item[0], list):
-                sums.add(_as_2d(item, path, f"logical_count step {index}"))
-            else:
-                rows.append(item)
-        if rows and sums.steps:
-            raise HarnessError(f"{path}: logical_count mixes [layers, experts] rows and steps")
-        if rows:
-            return Loads(_as_2d(rows, path, "logical_count")[None], "sglang-json")
+    sums = _WindowSum(path, window_steps)
+    rows: list[Any] = []
+    try:
+        with open(path, "rb") as handle:
+            for index, item in enumerate(ijson.items(handle, f"{key}.item", use_float=True)):
+                if key == "load_history":
+                    load = item.get("logical_expert_load") if isinstance(item, dict) else item
+                    if load is None:
+                        raise HarnessError(f"{path}: load_history step {index} has no 'logical_expert_load'")
+                    sums.add(_as_2d(load, path, f"load_history step {index}"))
+                elif isinstance(item, list) and item and isinstance(item[0], list):
+                    sums.add(_as_2d(item, path, f"logical_count step {index}"))
+                else:
+                    rows.append(item)
+    except ijson.JSONError as exc:
+        raise _json_error(path, exc) from None
+    if key == "load_history":
         weights, notes = sums.result()
-        return Loads(weights, "sglang-json", notes, sums.steps % window_steps > 0)
+        return Loads(weights, "adrs-json", notes, sums.steps % window_steps > 0)
+    if rows and sums.steps:
+        raise HarnessError(f"{path}: logical_count mixes [layers, experts] rows and steps")
+    if rows:
+        return Loads(_as_2d(rows, path, "logical_count")[None], "sglang-json")
+    weights, notes = sums.result()
+    return Loads(weights, "sglang-json", notes, sums.steps % window_steps > 0)
 
 
 def routing_counts(expert_id: np.ndarray, step: np.ndarray | None = None, num_experts: int | None = None,
@@ -910,7 +833,7 @@ def _load_parquet(path: Path, window_steps: int) -> Loads:
     if "layer" not in names or expert_col is None:
         raise HarnessError(f"{path} has columns {sorted(names)}; a load table needs 'layer' and 'expert' "
                            "(or 'expert_id'), with 'load' or 'count', and optionally 'window' or 'step'")
-    column = lambda name: table.column(name).to_numpy(zero_copy_only=False)  # noqa: E731
+    column = lambda name: table.column(name).to_numpy(zero_copy_only=False)
     layer = column("layer").astype(np.int64)
     expert = column(expert_col).astype(np.int64)
     load_col = next((c for c in ("load", "count", "logical_count") if c in names), None)
