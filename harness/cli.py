@@ -110,7 +110,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     table = latest(store.read())
     rows = [row for row in table.to_pylist() if row["candidate_hash"] == candidate.hash
             and row["settings_hash"] == settings.hash and row["workload_id"] in {w.id for w in workloads}]
-    (standing,) = leaderboard(table, {candidate.hash}, {w.id for w in workloads})
+    # The reference's rows of this run give the speedup its baseline.
+    board = leaderboard(table, {candidate.hash, load_candidate(REFERENCE_PATH).hash}, {w.id for w in workloads})
+    standing = next(s for s in board if s.candidate_hash == candidate.hash)
     if not args.json:
         print(format_table([standing]))
         return 0
