@@ -173,14 +173,22 @@ def moved_replicas(previous: np.ndarray, current: np.ndarray, topology: Topology
     return int(np.clip(after - before, 0, None).sum())
 
 
-def adrs_combined_score(replica_balancedness: float, runtime_s: float) -> float:
-    """OpenEvolve/ADRS `combined_score = (replica_balancedness + 0.02 / runtime_s) / 2`."""
-    return (replica_balancedness + 0.02 / runtime_s) / 2 if runtime_s > 0 else float("nan")
+def adrs_combined_score(replica_balancedness, runtime_s):
+    """OpenEvolve/ADRS `combined_score = (replica_balancedness + 0.02 / runtime_s) / 2`.
+    Floats or arrays (the leaderboard scores every candidate at once); NaN where
+    runtime_s is not positive."""
+    runtime_s = np.asarray(runtime_s, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        score = np.where(runtime_s > 0, (np.asarray(replica_balancedness) + 0.02 / runtime_s) / 2, np.nan)
+    return score if score.ndim else float(score)
 
 
-def adrs_leaderboard_score(balancedness: float, runtime_s: float) -> float:
-    """ADRS leaderboard `90 b + 5 min(0.002 / t, 2) - (min(20 t, 20) if t > 0.01 else 0)`."""
-    if not runtime_s > 0:
-        return float("nan")
-    penalty = min(20 * runtime_s, 20) if runtime_s > 0.01 else 0.0
-    return 90 * balancedness + 5 * min(0.002 / runtime_s, 2) - penalty
+def adrs_leaderboard_score(balancedness, runtime_s):
+    """ADRS leaderboard `90 b + 5 min(0.002 / t, 2) - (min(20 t, 20) if t > 0.01 else 0)`.
+    Floats or arrays; NaN where runtime_s is not positive."""
+    runtime_s = np.asarray(runtime_s, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        penalty = np.where(runtime_s > 0.01, np.minimum(20 * runtime_s, 20), 0.0)
+        score = 90 * np.asarray(balancedness) + 5 * np.minimum(0.002 / runtime_s, 2) - penalty
+        score = np.where(runtime_s > 0, score, np.nan)
+    return score if score.ndim else float(score)

@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness.metrics import adrs_combined_score, adrs_leaderboard_score
 
 REFERENCE = "deepseek_eplb"
 EVALUATION_KEYS = ("candidate_hash", "workload_id", "settings_hash")
@@ -319,8 +320,8 @@ def standings_table(table: pa.Table, sort_by: str = "balancedness", reference: s
         elsewhere = pc.fill_null(names["candidate_name"].combine_chunks().take(outside), "")
         parent_name = pc.if_else(pc.and_(pa.array(parent < 0), pc.not_equal(parent_hash, "")), elsewhere, parent_name)
 
-    combined = _combined_scores(means["replica_balancedness"], means["runtime_s"])
-    adrs = _adrs_scores(means["balancedness"], means["runtime_s"])
+    combined = adrs_combined_score(means["replica_balancedness"], means["runtime_s"])
+    adrs = adrs_leaderboard_score(means["balancedness"], means["runtime_s"])
 
     columns = dict(
         candidate_name=name, candidate_hash=hash_array, statuses=pa.array(statuses, type=pa.string()),
@@ -346,20 +347,6 @@ def standings_table(table: pa.Table, sort_by: str = "balancedness", reference: s
         (v if isinstance(v, pa.Array) else pa.array(v, type=schema.field(k).type)).take(order)
         for k, v in columns.items()]
     return pa.Table.from_arrays(ranked, schema=schema)
-
-
-def _combined_scores(replica_balancedness: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
-    """`metrics.adrs_combined_score` over arrays (NaN where it is NaN)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(runtime_s > 0, (replica_balancedness + 0.02 / runtime_s) / 2, np.nan)
-
-
-def _adrs_scores(balancedness: np.ndarray, runtime_s: np.ndarray) -> np.ndarray:
-    """`metrics.adrs_leaderboard_score` over arrays (NaN where it is NaN)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        penalty = np.where(runtime_s > 0.01, np.minimum(20 * runtime_s, 20), 0.0)
-        score = 90 * balancedness + 5 * np.minimum(0.002 / runtime_s, 2) - penalty
-        return np.where(runtime_s > 0, score, np.nan)
 
 
 def _standing_schema() -> pa.Schema:

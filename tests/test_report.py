@@ -383,11 +383,16 @@ def test_compact_merges_files_keeping_every_row_and_column(tmp_path, monkeypatch
 
 def test_vectorised_compatibility_scores_match_metrics():
     from harness.metrics import adrs_combined_score, adrs_leaderboard_score
-    from harness.report import _adrs_scores, _combined_scores
 
     b = np.array([0.5, 0.9, 0.99, 0.7, 0.8])
     t = np.array([0.001, 0.005, 0.02, 2.0, 0.0])
-    expected_adrs = [adrs_leaderboard_score(x, y) for x, y in zip(b, t)]
-    expected_combined = [adrs_combined_score(x - 0.1, y) for x, y in zip(b, t)]
-    np.testing.assert_allclose(_adrs_scores(b, t), expected_adrs, equal_nan=True)
-    np.testing.assert_allclose(_combined_scores(b - 0.1, t), expected_combined, equal_nan=True)
+    # The published formulas, written out per candidate.
+    expected_adrs = [90 * x + 5 * min(0.002 / y, 2) - (min(20 * y, 20) if y > 0.01 else 0) if y > 0 else math.nan
+                     for x, y in zip(b, t)]
+    expected_combined = [(x - 0.1 + 0.02 / y) / 2 if y > 0 else math.nan for x, y in zip(b, t)]
+    np.testing.assert_allclose(adrs_leaderboard_score(b, t), expected_adrs, equal_nan=True)
+    np.testing.assert_allclose(adrs_combined_score(b - 0.1, t), expected_combined, equal_nan=True)
+    # One candidate at a time gives the same figures, as plain floats.
+    scalars = [adrs_leaderboard_score(x, y) for x, y in zip(b, t)]
+    assert all(isinstance(value, float) for value in scalars)
+    np.testing.assert_allclose(scalars, expected_adrs, equal_nan=True)
