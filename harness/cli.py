@@ -19,13 +19,27 @@ from harness import __version__
 from harness.candidates import REFERENCE_PATH, discover, load_candidate
 from harness.diffs import apply_diff_file
 from harness.errors import HarnessError
-from harness.evaluate import Settings, TimingConfig, default_jobs, resolve_device, run
-from harness.report import format_table, latest, leaderboard, leaderboard_table
+from harness.evaluate import run
+from harness.report import (
+    COLUMNS,
+    FORMATS,
+    LAYER_COLUMN,
+    REFERENCE,
+    SORT_KEYS,
+    format_table,
+    latest,
+    leaderboard,
+    render,
+    select,
+    to_standings,
+)
 from harness.results import EvalResult
+from harness.settings import RESULTS_DIR, Settings, default_jobs, resolve_device
 from harness.store import ResultStore
-from harness.workloads import resolve_workloads
+from harness.workloads import DEFAULT_WINDOW_STEPS, resolve_workloads
 
 TOPOLOGY_OPTIONS = ("num_replicas", "num_groups", "num_nodes", "num_gpus")
+DEFAULTS = Settings()
 AGGREGATE_KEYS = ("status", "error", "balancedness", "replica_balancedness", "node_balancedness",
                   "runtime_s", "combined_score")
 
@@ -52,21 +66,32 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     for option in TOPOLOGY_OPTIONS:
         parser.add_argument(f"--{option.replace('_', '-')}", dest=option, type=_positive_int,
                             help="override the workloads' own topology")
-    parser.add_argument("--window-steps", type=_positive_int, default=100,
-                        help="trace steps summed per window, for trace files (default: 100)")
-    parser.add_argument("--results", default="results", help="result store folder (default: results/)")
-    parser.add_argument("--device", default="cpu", help="auto, cpu or cuda[:N] (default: cpu)")
-    parser.add_argument("--timeout", type=_positive_float, default=120.0, help="seconds per evaluation (default: 120)")
-    parser.add_argument("--memory-mb", type=_positive_int, default=4096, help="memory cap per evaluation (default: 4096)")
-    parser.add_argument("--threads", type=_positive_int, default=1, help="torch threads per worker (default: 1)")
+    _add_window_steps(parser)
+    _add_results(parser)
+    parser.add_argument("--device", default=DEFAULTS.device, help=f"auto, cpu or cuda[:N] (default: {DEFAULTS.device})")
+    parser.add_argument("--timeout", type=_positive_float, default=DEFAULTS.timeout_s,
+                        help=f"seconds per evaluation (default: {DEFAULTS.timeout_s:g})")
+    parser.add_argument("--memory-mb", type=_positive_int, default=DEFAULTS.memory_mb,
+                        help=f"memory cap per evaluation (default: {DEFAULTS.memory_mb})")
+    parser.add_argument("--threads", type=_positive_int, default=DEFAULTS.threads,
+                        help=f"torch threads per worker (default: {DEFAULTS.threads})")
     parser.add_argument("--fresh", action="store_true", help="evaluate again even what the store already holds")
     parser.add_argument("--jobs", type=_positive_int, default=default_jobs(),
                         help="evaluations in parallel (default: the cores)")
 
 
+def _add_window_steps(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window-steps", type=_positive_int, default=DEFAULT_WINDOW_STEPS,
+                        help=f"trace steps summed per window, for trace files (default: {DEFAULT_WINDOW_STEPS})")
+
+
+def _add_results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--results", default=RESULTS_DIR, help=f"result store folder (default: {RESULTS_DIR}/)")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
     return Settings(device=resolve_device(args.device), threads=args.threads, timeout_s=args.timeout,
-                    memory_mb=args.memory_mb, timing=TimingConfig())
+                    memory_mb=args.memory_mb)
 
 
 def _workloads(args: argparse.Namespace):
@@ -87,12 +112,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     workloads = _workloads(args)
     settings = _settings(args)
     store = ResultStore(args.results)
-    run_id, evaluated, reused = run(candidates, workloads, settings, store, suite=args.suite or "default",
-                                    jobs=args.jobs, fresh=args.fresh, progress=_progress)
-    print(f"run {run_id}: {evaluated} evaluated, {reused} reused from {store.root}/")
+    done = run(candidates, workloads, settings, store, suite=args.suite or "default", jobs=args.jobs,
+               fresh=args.fresh, progress=_progress)
+    print(f"run {done.run_id}: {done.evaluated} evaluated, {done.reused} reused from {store.root}/")
     # The reference was timed in this run too: listing it gives every speedup its baseline.
     shown = {c.hash for c in candidates} | {load_candidate(REFERENCE_PATH).hash}
-    print(format_table(leaderboard_table(store.read(), shown, {w.id for w in workloads})))
+    print(format_table(leaderboard(store.read(), shown, {w.id for w in workloads})))
     return 0
 
 
@@ -111,7 +136,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     rows = [row for row in table.to_pylist() if row["candidate_hash"] == candidate.hash
             and row["settings_hash"] == settings.hash and row["workload_id"] in {w.id for w in workloads}]
     # The reference's rows of this run give the speedup its baseline.
-    board = leaderboard(table, {candidate.hash, load_candidate(REFERENCE_PATH).hash}, {w.id for w in workloads})
+    board = to_standings(leaderboard(table, {candidate.hash, load_candidate(REFERENCE_PATH).hash},
+                                     {w.id for w in workloads}))
     standing = next(s for s in board if s.candidate_hash == candidate.hash)
     if not args.json:
         print(format_table([standing]))
@@ -136,29 +162,22 @@ def cmd_apply_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
-    from harness.report import COLUMNS, LAYER_COLUMN, leaderboard_table, render, select, standings
-
     store = ResultStore(args.results)
     if not store.files():
         raise HarnessError(f"result store {store.root}/ holds no results; run `eplb-harness run` first")
-    html = args.format == "html"
-    table = store.read([*COLUMNS, LAYER_COLUMN] if html else COLUMNS)
+    table = store.read([*COLUMNS, LAYER_COLUMN] if args.format == "html" else COLUMNS)
     filters = dict(runs=args.run, suites=args.suite, workloads=args.workload, devices=args.device,
                    candidates=args.candidate)
     described = " ".join(f"--{name[:-1]} {value}" for name, values in filters.items() for value in values)
-    if not len(select(table, **filters)):
+    rows = select(table, **filters)
+    if not len(rows):
         raise HarnessError(f"no result in {store.root}/ matches {described}")
     descending = {"high": True, "low": False}.get(args.order)
-    board = leaderboard_table(table, sort_by=args.sort, reference=args.reference, descending=descending, **filters)
+    board = leaderboard(table, sort_by=args.sort, reference=args.reference, descending=descending, **filters)
     if args.limit:
         board = board.slice(0, args.limit)
-    if html:
-        from harness.html_report import render_html
-
-        text = render_html(select(table, **filters), standings(board), source=str(store.root), filters=described,
-                           reference=args.reference, sort_by=args.sort, layer_workload=args.layer_workload)
-    else:
-        text = render(board, args.format)
+    text = render(board, args.format, rows=rows, source=str(store.root), filters=described, reference=args.reference,
+                  sort_by=args.sort, layer_workload=args.layer_workload)
     if args.out is None:
         print(text)
         return 0
@@ -180,7 +199,8 @@ def cmd_workloads(args: argparse.Namespace) -> int:
     if args.action == "show":
         print(wl.format_workload_summary(workload))
     else:
-        print(f"wrote {wl.export_workload(workload, args.output)} ({workload.id}, shape {list(workload.weights.shape)})")
+        written = wl.export_workload(workload, args.output)
+        print(f"wrote {written} ({workload.id}, shape {list(workload.weights.shape)})")
     return 0
 
 
@@ -194,8 +214,7 @@ def _add_workloads_parser(commands) -> None:
         sub = actions.add_parser(action, help=text)
         sub.add_argument("name", metavar="NAME|FILE", help="a suite workload's name or a workload file")
         sub.add_argument("--suite", help="look the name up in this suite first")
-        sub.add_argument("--window-steps", type=_positive_int, default=100,
-                         help="trace steps summed per window, for trace files (default: 100)")
+        _add_window_steps(sub)
         if action == "export":
             sub.add_argument("-o", "--output", required=True, help="the .npy file to write")
     parser.set_defaults(handler=cmd_workloads)
@@ -242,10 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     diff_parser.add_argument("-o", "--output", required=True, help="where to write the child program")
     diff_parser.set_defaults(handler=cmd_apply_diff)
 
-    from harness.report import FORMATS, REFERENCE, SORT_KEYS
-
     board_parser = commands.add_parser("leaderboard", help="rank the candidates in the store; tables and reports")
-    board_parser.add_argument("--results", default="results", help="result store folder (default: results/)")
+    _add_results(board_parser)
     for option, what in (("run", "run id"), ("suite", "suite name"), ("workload", "workload name or id"),
                          ("device", "device (cpu, cuda, ...)"), ("candidate", "candidate name or hash prefix")):
         board_parser.add_argument(f"--{option}", action="append", default=[], metavar=option.upper(),

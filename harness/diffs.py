@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
-import tempfile
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -33,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.files import write_atomically
 
 # Trailing spaces after a marker are common in LLM output; leading ones are not accepted
 # so that an indented "=======" inside quoted code stays code.
@@ -369,14 +368,6 @@ def _read_text(path: Path, role: str) -> str:
 
 def _write_atomically(path: Path, text: str) -> None:
     try:
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-            os.chmod(temp, 0o644)  # mkstemp makes 0600; a child program is an ordinary file
-            os.replace(temp, path)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        write_atomically(path, text)
     except OSError as error:
         raise HarnessError(f"Cannot write the child {path}: {error.strerror}.") from None

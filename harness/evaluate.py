@@ -1,22 +1,23 @@
-"""Evaluation: one candidate on one workload gives one `EvalResult`; a run gives many.
+"""Evaluation: one candidate on one workload gives one `EvalResult`; `run` gives many.
 
-The candidate runs in a worker process (`harness.sandbox`); this module checks what came
-back and measures it (`harness.metrics`), and a run appends each row to the store as it
-completes, skipping evaluations the store already holds.
+The candidate runs in a worker process (`harness.sandbox`); `evaluate` checks what came
+back and measures it (`harness.metrics`). `run` is the one evaluation loop, for the CLI
+and the framework integrations alike: it skips what the store already holds, times the
+reference first, runs evaluations in parallel, optionally walks each candidate's
+workloads in order within a time budget and stops at its first failure, and appends each
+row to the store as it comes back.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import os
+import math
 import platform
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
 from importlib import metadata
 from pathlib import Path
 
@@ -25,60 +26,24 @@ from joblib import Parallel, delayed
 
 from harness import __version__
 from harness.candidates import REFERENCE_PATH, Candidate, load_candidate
-from harness.metrics import (InvalidPlacement, Placement, adrs_combined_score, adrs_leaderboard_score,
-                             balance, check_placement, moved_replicas)
+from harness.metrics import (
+    InvalidPlacement,
+    Placement,
+    adrs_combined_score,
+    adrs_leaderboard_score,
+    balance,
+    check_placement,
+    moved_replicas,
+)
+from harness.protocol import PLACEMENT_ARRAYS, placement_key
 from harness.results import EvalResult, RowContext, now
 from harness.sandbox import WorkerOutcome, WorkerRequest, run_worker
+from harness.settings import Settings, TimingConfig, default_jobs
 from harness.stats import summarize
 from harness.store import AUTO_COMPACT_FILES, ResultStore
 from harness.workloads import Workload
 
-
-@dataclass(frozen=True)
-class TimingConfig:
-    """How the candidate's call is timed. After one untimed call per window (which yields
-    the placements) and `warmup` more, timed calls cycle over the windows until at least
-    `min_samples` (and every window once) and `min_time_s`, at most `max_samples`. Each
-    sample is `perf_counter` around the call alone, on a fresh copy of the window's
-    weights, bracketed by CUDA synchronisation on a GPU; garbage is collected before the
-    timed calls and collection is off during them (as timeit does). A median whose IQR exceeds
-    `unstable_iqr` of it is flagged."""
-
-    warmup: int = 1
-    min_samples: int = 5
-    max_samples: int = 100
-    min_time_s: float = 0.5
-    unstable_iqr: float = 0.10
-
-    def describe(self) -> str:
-        return (f"median of perf_counter around the call, gc off while timing; "
-                f"{self.warmup} warm-up after the placement pass; "
-                f"{self.min_samples}-{self.max_samples} samples and >= {self.min_time_s:g} s over all windows")
-
-
-@dataclass(frozen=True)
-class Settings:
-    """How evaluations are run; part of the key under which results are reused."""
-
-    device: str = "cpu"
-    threads: int = 1
-    timeout_s: float = 120.0
-    memory_mb: int = 4096
-    timing: TimingConfig = field(default_factory=TimingConfig)
-
-    @property
-    def hash(self) -> str:
-        payload = json.dumps({**asdict(self), "harness_version": __version__}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
-
-
-def resolve_device(device: str) -> str:
-    """`auto` becomes `cuda` when torch sees a GPU, else `cpu`."""
-    if device != "auto":
-        return device
-    import torch  # only `auto` needs torch in the parent
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+__all__ = ["RunReport", "context", "evaluate", "new_run_id", "run"]
 
 
 def _version(package: str) -> str:
@@ -125,16 +90,20 @@ def context(candidate: Candidate, workload: Workload, settings: Settings, run_id
 
 
 def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_id: str = "adhoc",
-             suite: str = "", reference_runtime_s: float = float("nan")) -> EvalResult:
+             suite: str = "", reference_runtime_s: float = float("nan"),
+             timeout_s: float | None = None) -> EvalResult:
     """Run `candidate` on `workload` in a worker and score what it returned;
-    `reference_runtime_s` is the reference's median on this workload, for the speedup."""
+    `reference_runtime_s` is the reference's median on this workload, for the speedup.
+    `timeout_s` cuts the worker short of `settings.timeout_s` (what is left of a budget);
+    the row keeps the settings' hash."""
     ctx = context(candidate, workload, settings, run_id, suite)
     if candidate.patch_error:
         return EvalResult.failed(ctx, "patch_failed", candidate.patch_error)
     outcome = run_worker(WorkerRequest(
         source=candidate.source, weights=workload.weights, topology=vars(workload.topology),
         device=settings.device, threads=settings.threads, timing=asdict(settings.timing),
-        timeout_s=settings.timeout_s, memory_mb=settings.memory_mb,
+        timeout_s=settings.timeout_s if timeout_s is None else min(timeout_s, settings.timeout_s),
+        memory_mb=settings.memory_mb,
     ))
     answer = outcome.answer
     if outcome.status or answer["status"] != "ok":
@@ -154,7 +123,7 @@ def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_
     for t in range(workload.num_windows):
         if input_changed[t]:
             raise InvalidPlacement(f"window {t}: the call changed its input weight tensor")
-        placement = Placement(placements[f"phy2log_{t}"], placements[f"log2phy_{t}"], placements[f"logcnt_{t}"])
+        placement = Placement(*(placements[placement_key(array, t)] for array in PLACEMENT_ARRAYS))
         try:
             check_placement(placement, workload.num_layers, workload.num_logical_experts, workload.topology)
         except InvalidPlacement as exc:
@@ -196,41 +165,96 @@ def new_run_id() -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
 
 
-def default_jobs() -> int:
-    return len(os.sched_getaffinity(0))
+@dataclass(frozen=True)
+class RunReport:
+    """What `run` did: its id, the rows it evaluated (the reference's included; rows reused
+    from the store are not repeated here), and how many of the candidates' evaluations it
+    did and how many the store already held."""
+
+    run_id: str
+    rows: tuple[EvalResult, ...]
+    evaluated: int
+    reused: int
 
 
-def run(candidates: list[Candidate], workloads: list[Workload], settings: Settings, store: ResultStore,
-        suite: str = "", jobs: int | None = None, fresh: bool = False,
-        progress: Callable[[Iterator[EvalResult], int], Iterator[EvalResult]] | None = None) -> tuple[str, int, int]:
-    """Evaluate every (candidate, workload) pair the store lacks, appending each row as it
-    completes. Returns the run id and how many evaluations were done and reused.
+def _chain(candidate: Candidate, workloads: Sequence[Workload], settings: Settings, run_id: str, suite: str,
+           reference_runtime_s: dict[str, float], stop_at_first_failure: bool,
+           budget_s: float | None) -> list[EvalResult]:
+    """Evaluate `candidate` on `workloads` in order; the rows, stopping after the first
+    failure when asked. Within `budget_s`, each worker gets what is left of it, and a
+    workload the budget does not reach is a `timeout` row."""
+    deadline = time.monotonic() + budget_s if budget_s is not None else math.inf
+    rows: list[EvalResult] = []
+    for workload in workloads:
+        left_s = deadline - time.monotonic()
+        reference_s = reference_runtime_s.get(workload.id, math.nan)
+        if left_s <= 0:
+            row = EvalResult.failed(context(candidate, workload, settings, run_id, suite), "timeout",
+                                    f"no answer within the {budget_s:g} s budget of the evaluation")
+        else:
+            row = evaluate(candidate, workload, settings, run_id, suite, reference_s, min(left_s, settings.timeout_s))
+            if row.status == "timeout" and left_s < settings.timeout_s:
+                row = replace(row, error=f"no answer within the {budget_s:g} s budget of the evaluation; "
+                                         "process group killed")
+        rows.append(row)
+        if row.status != "ok" and (stop_at_first_failure or left_s <= 0):
+            break
+    return rows
 
-    Before the candidates, the DeepSeek reference is timed on each workload they need, in
-    this run on this machine, so every row's `speedup_vs_reference` compares like with like.
+
+def run(candidates: list[Candidate], workloads: list[Workload], settings: Settings, store: ResultStore | None,
+        *, suite: str = "", run_id: str | None = None, jobs: int | None = None, fresh: bool = False,
+        reference: bool = True, stop_at_first_failure: bool = False, budget_s: float | None = None,
+        progress: Callable[[Iterator[EvalResult], int], Iterator[EvalResult]] | None = None) -> RunReport:
+    """Evaluate every (candidate, workload) pair (those the store lacks unless `fresh`),
+    appending each row to `store` (None: neither read nor written) as it comes back.
+
+    `reference`: first time the DeepSeek reference on each workload the candidates need,
+    in this run on this machine, so every row's `speedup_vs_reference` compares like with
+    like. `stop_at_first_failure` or `budget_s` (seconds per candidate, for all its
+    workloads) walk each candidate's workloads in order in one task, as a search's
+    evaluation call does: a candidate that fails once scores nothing, so the rest would
+    cost time and tell nothing. Otherwise every pair is its own task.
     """
-    run_id = new_run_id()
-    stored = set() if fresh else store.stored_keys()
+    run_id = run_id or new_run_id()
+    stored = set() if fresh or store is None else store.stored_keys()
     todo = [(c, w) for c in candidates for w in workloads if (c.hash, w.id, settings.hash) not in stored]
-    shipped = load_candidate(REFERENCE_PATH)
-    # A candidate identical to the reference is the reference, under the name it was given.
-    reference = next((c for c in candidates if c.hash == shipped.hash), shipped)
-    needed = list({w.id: w for _, w in todo}.values())
-    todo = [(c, w) for c, w in todo if c.hash != reference.hash]
+    baseline: Candidate | None = None
+    needed: list[Workload] = []
+    if reference:
+        shipped = load_candidate(REFERENCE_PATH)
+        # A candidate identical to the reference is the reference, under the name it was given.
+        baseline = next((c for c in candidates if c.hash == shipped.hash), shipped)
+        needed = list({w.id: w for _, w in todo}.values())
+        todo = [(c, w) for c, w in todo if c.hash != baseline.hash]
+    chained = stop_at_first_failure or budget_s is not None
+    tasks: list[tuple[Candidate, list[Workload]]] = []
+    for candidate, workload in todo:
+        if chained and tasks and tasks[-1][0] is candidate:
+            tasks[-1][1].append(workload)
+        else:
+            tasks.append((candidate, [workload]))
+    # Threads suffice: each evaluation's work happens in its own worker process.
     parallel = Parallel(n_jobs=jobs or default_jobs(), prefer="threads", return_as="generator_unordered")
     reference_runtime_s: dict[str, float] = {}
 
     def rows() -> Iterator[EvalResult]:
-        # Threads suffice: each evaluation's work happens in its own worker process.
-        for row in parallel(delayed(evaluate)(reference, w, settings, run_id, suite) for w in needed):
+        for (row,) in parallel(delayed(_chain)(baseline, [w], settings, run_id, suite, {}, False, None)
+                               for w in needed):
             reference_runtime_s[row.workload_id] = row.runtime_s
             yield replace(row, speedup_vs_reference=1.0) if row.status == "ok" else row
-        yield from parallel(delayed(evaluate)(c, w, settings, run_id, suite, reference_runtime_s[w.id])
-                            for c, w in todo)
+        for chain in parallel(delayed(_chain)(c, ws, settings, run_id, suite, reference_runtime_s,
+                                              stop_at_first_failure, budget_s) for c, ws in tasks):
+            yield from chain
 
-    total = len(needed) + len(todo)
-    for row in progress(rows(), total) if progress else rows():
-        store.append([row])
-    store.compact(AUTO_COMPACT_FILES)
-    evaluated = len(todo) + sum(c.hash == reference.hash for c in candidates) * len(needed)
-    return run_id, evaluated, len(candidates) * len(workloads) - evaluated
+    done: list[EvalResult] = []
+    for row in progress(rows(), len(needed) + len(todo)) if progress else rows():
+        if store is not None:
+            store.append([row])
+        done.append(row)
+    if store is not None:
+        store.compact(AUTO_COMPACT_FILES)
+    hashes = {c.hash for c in candidates}
+    evaluated = sum(row.candidate_hash in hashes for row in done)
+    reused = sum((c.hash, w.id, settings.hash) in stored for c in candidates for w in workloads)
+    return RunReport(run_id, tuple(done), evaluated, reused)

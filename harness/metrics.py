@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.workloads import Topology
+from harness.workloads.model import Topology
 
 
 @dataclass(frozen=True, eq=False)

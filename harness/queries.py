@@ -23,10 +23,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness import report  # for report.latest: this module's `latest` takes a source
 from harness.errors import HarnessError
-from harness.report import (COLUMNS, PER_WORKLOAD, REFERENCE, SORT_KEYS, _names, latest as _latest, pareto_mask,
-                            select, standings_table)
+from harness.report import COLUMNS, PER_WORKLOAD, REFERENCE, SORT_KEYS, leaderboard, select
+from harness.stats import pareto_mask
 from harness.store import ResultStore
+
+__all__ = ["Source", "children", "latest", "lineage", "pareto_front", "resolve", "summary", "table", "to_pandas",
+           "top_k"]
 
 Source = ResultStore | str | Path | pa.Table
 
@@ -47,7 +51,7 @@ def to_pandas(source: Source, columns: Iterable[str] | None = None):
 def latest(source: Source, per: Sequence[str] = PER_WORKLOAD, **filters: Iterable[str]) -> pa.Table:
     """The newest row of each `per` group (default: each candidate on each workload) among
     the rows the filters keep; failed evaluations included (see `status`)."""
-    return _latest(select(table(source), **filters), per)
+    return report.latest(select(table(source), **filters), per)
 
 
 def summary(source: Source, sort_by: str = "balancedness", reference: str = REFERENCE,
@@ -55,8 +59,7 @@ def summary(source: Source, sort_by: str = "balancedness", reference: str = REFE
     """The leaderboard as an Arrow table: one ranked row per candidate, the columns of
     `harness.report.Standing` (means over ok workloads, CI, median runtime, speedup vs
     the reference, compatibility scores, lineage, first error)."""
-    rows = table(source, COLUMNS)
-    return standings_table(select(rows, **filters), sort_by=sort_by, reference=reference, names=_names(rows))
+    return leaderboard(table(source, COLUMNS), sort_by=sort_by, reference=reference, **filters)
 
 
 def top_k(source: Source, k: int, metric: str = "balancedness", *, higher_is_better: bool | None = None,
@@ -66,9 +69,8 @@ def top_k(source: Source, k: int, metric: str = "balancedness", *, higher_is_bet
     are left out unless `include_failed` (they would rank last anyway)."""
     if metric not in SORT_KEYS:
         raise HarnessError(f"unknown metric {metric!r}; one of {sorted(SORT_KEYS)}")
-    rows = table(source, COLUMNS)
-    ranked = standings_table(select(rows, **filters), sort_by=metric, reference=reference,
-                             descending=higher_is_better, names=_names(rows))
+    ranked = leaderboard(table(source, COLUMNS), sort_by=metric, reference=reference, descending=higher_is_better,
+                         **filters)
     if not include_failed:
         ranked = ranked.filter(pc.equal(ranked["workloads"], ranked["ok"]))
     return ranked.slice(0, k)
@@ -105,7 +107,7 @@ def resolve(source: Source, candidate: str) -> str:
     prefixed = {h for h in hashes if h and h.startswith(candidate)}
     if len(prefixed) == 1:
         return prefixed.pop()
-    named = _latest(rows.filter(pc.equal(rows["candidate_name"], candidate)), ("candidate_name",))
+    named = report.latest(rows.filter(pc.equal(rows["candidate_name"], candidate)), ("candidate_name",))
     if len(named):
         return named["candidate_hash"][0].as_py()
     if prefixed:
@@ -120,7 +122,7 @@ def lineage(source: Source, candidate: str, reference: str = REFERENCE) -> list[
     rows; a link whose parent the store never saw ends the chain there)."""
     rows = table(source, COLUMNS)
     target = resolve(rows, candidate)
-    board = {r["candidate_hash"]: r for r in standings_table(rows, reference=reference, names=_names(rows)).to_pylist()}
+    board = {r["candidate_hash"]: r for r in leaderboard(rows, reference=reference).to_pylist()}
     chain, seen = [], set()
     current = target
     while current and current not in seen:

@@ -9,7 +9,7 @@ only: its metrics are NaN, its `status` says what happened and `error` says why,
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 STATUSES = ("ok", "invalid", "error", "timeout", "crash", "patch_failed")
 NAN = float("nan")
@@ -99,7 +99,7 @@ class EvalResult(RowContext):
 
     @classmethod
     def failed(cls, context: RowContext, status: str, error: str, eval_wall_s: float = NAN,
-               stderr_tail: str = "", stdout_tail: str = "") -> "EvalResult":
+               stderr_tail: str = "", stdout_tail: str = "") -> EvalResult:
         """The row of an evaluation that produced no valid placement."""
         if status == "ok":
             raise ValueError("a failed result needs a failure status")
@@ -115,7 +115,7 @@ class EvalResult(RowContext):
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def column_names() -> list[str]:

@@ -5,6 +5,7 @@ fresh temporary working directory and a memory cap; a wall-clock timeout kills t
 group, grandchildren included. Its stdout and stderr are drained continuously and only
 a bounded tail is kept, so a flood can neither block it nor fill memory.
 
+What parent and worker agree on (files, fields, limits) is `harness.protocol`'s.
 Everything the worker leaves behind is read as hostile input, because the candidate runs
 in the worker's process and can rewrite any of it: `answer.json` and `placements.npz`
 must be regular files of bounded size, well formed, with every field the evaluation
@@ -33,7 +34,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,24 +44,19 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import protocol
+
+__all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "run_worker"]
+
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 TAIL_BYTES = 4096
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH")
-TOKEN_VARIABLE = "EPLB_HARNESS_EVAL"  # marks every process descended from one evaluation's worker
-ANSWER_BYTES = 1 << 20  # answer.json holds statuses, an error cut to 2000 characters and timings
-ERROR_CHARS = 4000
-WORKER_STATUSES = ("ok", "error", "invalid", "crash")
-# Fields of an `ok` answer that the evaluation reads besides the timings, with their JSON
-# types; add one here when evaluate starts reading it, so a forged answer cannot lack it.
-OK_ANSWER_FIELDS = {"nondeterministic": bool, "threads": int, "device_name": str, "cuda_version": str,
-                    "peak_device_memory_bytes": int}
-OUT_OF_MEMORY_MARKERS = ("memoryerror", "std::bad_alloc", "can't allocate memory", "cannot allocate memory",
-                         "out of memory")
 
 
 @dataclass(frozen=True)
 class WorkerRequest:
-    """What one worker process is asked to do."""
+    """What one worker process is asked to do; the worker itself gets the candidate, the
+    weights and a `protocol.WorkerSettings`."""
 
     source: str
     weights: np.ndarray  # [windows, layers, experts]
@@ -75,12 +70,13 @@ class WorkerRequest:
 
 @dataclass(frozen=True, eq=False)
 class WorkerOutcome:
-    """How the worker process ended: `answer` is its answer.json (empty when it gave
-    none); `status`/`error` are set when the process itself failed (timeout, crash)."""
+    """How the worker process ended: `answer` is its answer.json, checked (empty when it
+    gave none); `status`/`error` are set when the process itself failed (timeout, crash).
+    `placements` holds the arrays of an `ok` answer by `protocol.placement_key`."""
 
     status: str
     error: str
-    answer: dict
+    answer: protocol.Answer | dict
     placements: dict[str, np.ndarray]
     stdout_tail: str
     stderr_tail: str
@@ -105,7 +101,7 @@ def _environment(workdir: str, threads: int, token: str) -> dict[str, str]:
         HOME=workdir, TMPDIR=workdir, PYTHONPATH=str(PACKAGE_ROOT), PYTHONHASHSEED="0",
         PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
     )
-    env[TOKEN_VARIABLE] = token
+    env[protocol.TOKEN_VARIABLE] = token
     return env
 
 
@@ -120,7 +116,7 @@ def _kill_tagged(token: str) -> None:
     """SIGKILL every process whose environment carries this evaluation's token: the
     descendants that left the worker's process group but kept the environment they
     inherited. Reads /proc (Linux); elsewhere only the process group is killed."""
-    needle = f"{TOKEN_VARIABLE}={token}".encode()
+    needle = f"{protocol.TOKEN_VARIABLE}={token}".encode()
     for _ in range(10):  # again until a scan finds none, in case one forked meanwhile
         try:
             pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
@@ -153,7 +149,7 @@ def _signal_name(number: int) -> str:
 def _exit_reason(returncode: int, stderr_tail: str = "") -> str:
     """Why a worker that gave no answer ended: the signal's name or the exit code, and
     `out of memory` when its stderr says so (or a guess, for SIGKILL)."""
-    oom = "out of memory: " if any(m in stderr_tail.lower() for m in OUT_OF_MEMORY_MARKERS) else ""
+    oom = "out of memory: " if protocol.mentions_out_of_memory(stderr_tail) else ""
     if returncode < 0:
         name = _signal_name(-returncode)
         hint = " (out of memory? the kernel's OOM killer sends SIGKILL)" if name == "SIGKILL" and not oom else ""
@@ -163,9 +159,7 @@ def _exit_reason(returncode: int, stderr_tail: str = "") -> str:
 
 def clean_text(text: str, limit: int) -> str:
     """`text` cut to `limit` characters and made storable (lone surrogates replaced)."""
-    if len(text) > limit:
-        text = f"{text[:limit]}... ({len(text)} characters)"
-    return text.encode("utf-8", errors="replace").decode("utf-8")
+    return protocol.shorten(text, limit).encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _read_regular(path: Path, limit: int) -> bytes:
@@ -186,22 +180,23 @@ def _read_regular(path: Path, limit: int) -> bytes:
     return data
 
 
-def _checked_answer(raw: bytes, request: WorkerRequest, wall_s: float) -> dict:
+def _checked_answer(raw: bytes, request: WorkerRequest, wall_s: float) -> protocol.Answer:
     """answer.json as a dict whose every field the evaluation reads is present and of the
     right type, with plausible timings; ValueError naming the field otherwise."""
     try:
         answer = json.loads(raw)
     except (ValueError, RecursionError) as exc:
-        raise ValueError(f"answer.json is not valid JSON ({type(exc).__name__})") from None
+        raise ValueError(f"{protocol.ANSWER_FILE} is not valid JSON ({type(exc).__name__})") from None
     if not isinstance(answer, dict):
-        raise ValueError("answer.json is not a JSON object")
+        raise ValueError(f"{protocol.ANSWER_FILE} is not a JSON object")
     status, error = answer.get("status"), answer.get("error")
-    if status not in WORKER_STATUSES or not isinstance(error, str):
-        raise ValueError(f"answer.json has status {clean_text(repr(status), 80)} and a non-text error"
-                         if status in WORKER_STATUSES else
-                         f"answer.json has status {clean_text(repr(status), 80)}; expected one of {WORKER_STATUSES}")
+    if status not in protocol.WORKER_STATUSES or not isinstance(error, str):
+        raise ValueError(f"{protocol.ANSWER_FILE} has status {clean_text(repr(status), 80)} and a non-text error"
+                         if status in protocol.WORKER_STATUSES else
+                         f"{protocol.ANSWER_FILE} has status {clean_text(repr(status), 80)}; "
+                         f"expected one of {protocol.WORKER_STATUSES}")
     if status != "ok":
-        return {"status": status, "error": clean_text(error, ERROR_CHARS)}
+        return protocol.Answer(status=status, error=clean_text(error, protocol.ERROR_CHARS))
     samples = answer.get("runtime_samples_s")
     if not (isinstance(samples, list) and samples and all(
             type(s) in (int, float) and math.isfinite(s) and s > 0 for s in samples)):
@@ -213,7 +208,7 @@ def _checked_answer(raw: bytes, request: WorkerRequest, wall_s: float) -> dict:
     windows = request.weights.shape[0]
     if not (isinstance(changed, list) and len(changed) == windows and all(type(c) is bool for c in changed)):
         raise ValueError(f"input_changed must be a list of {windows} booleans")
-    for key, kind in OK_ANSWER_FIELDS.items():
+    for key, kind in protocol.OK_ANSWER_FIELDS.items():
         if type(answer.get(key)) is not kind:
             raise ValueError(f"{key} must be a {kind.__name__}")
     return answer
@@ -223,16 +218,16 @@ def _read_placements(path: Path, request: WorkerRequest) -> dict[str, np.ndarray
     """placements.npz as arrays, checked for names, headers and sizes before any array is
     allocated; ValueError otherwise."""
     windows, layers, experts = request.weights.shape
-    # No legal array is larger than log2phy with one int64 column per slot.
-    member_bytes = 8 * layers * experts * request.topology["num_replicas"]
-    names = {f"{name}_{t}" for t in range(windows) for name in ("phy2log", "log2phy", "logcnt")}
+    member_bytes = 8 * protocol.max_placement_elements(layers, experts, request.topology["num_replicas"])  # as int64
+    names = {protocol.placement_key(name, t) for t in range(windows) for name in protocol.PLACEMENT_ARRAYS}
     raw = _read_regular(path, len(names) * (member_bytes + 4096))
     arrays = {}
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             found = {info.filename.removesuffix(".npy") for info in archive.infolist()}
             if found != names:
-                raise ValueError(f"placements.npz holds {sorted(found)[:6]}; expected {sorted(names)[:6]}")
+                raise ValueError(f"{protocol.PLACEMENTS_FILE} holds {sorted(found)[:6]}; "
+                                 f"expected {sorted(names)[:6]}")
             for name in sorted(names):
                 with archive.open(f"{name}.npy") as member:
                     version = np.lib.format.read_magic(member)
@@ -248,7 +243,7 @@ def _read_placements(path: Path, request: WorkerRequest) -> dict[str, np.ndarray
     except ValueError:
         raise
     except Exception as exc:  # whatever a corrupt zip or .npy raises
-        raise ValueError(f"placements.npz cannot be read ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"{protocol.PLACEMENTS_FILE} cannot be read ({type(exc).__name__}: {exc})") from None
     return arrays
 
 
@@ -258,22 +253,21 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
     # ignore_cleanup_errors: the candidate may have removed the folder or left a file unremovable.
     with tempfile.TemporaryDirectory(prefix="eplb-eval-", ignore_cleanup_errors=True) as workdir:
         work = Path(workdir)
-        (work / "candidate.py").write_text(request.source)
-        np.save(work / "weights.npy", request.weights)
-        (work / "request.json").write_text(json.dumps({
-            "topology": request.topology, "device": request.device,
-            "threads": request.threads, "timing": request.timing, "memory_mb": request.memory_mb,
-            "parent_pid": os.getpid(),
-        }))
+        (work / protocol.CANDIDATE_FILE).write_text(request.source)
+        np.save(work / protocol.WEIGHTS_FILE, request.weights)
+        (work / protocol.REQUEST_FILE).write_text(protocol.WorkerSettings(
+            topology=request.topology, device=request.device, threads=request.threads, timing=request.timing,
+            memory_mb=request.memory_mb, parent_pid=os.getpid(),
+        ).to_json())
         started = time.perf_counter()
         process = subprocess.Popen(
-            [sys.executable, "-m", "harness.worker", workdir],
+            protocol.worker_command(workdir),
             cwd=workdir, env=_environment(workdir, request.threads, token), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         tails = (collections.deque(), collections.deque())
         drains = [threading.Thread(target=_drain, args=(stream, tail), daemon=True)
-                  for stream, tail in zip((process.stdout, process.stderr), tails)]
+                  for stream, tail in zip((process.stdout, process.stderr), tails, strict=True)]
         for thread in drains:
             thread.start()
         try:
@@ -289,7 +283,7 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
         for thread in drains:
             thread.join(timeout=5)
         stdout_tail, stderr_tail = map(_tail_text, tails)
-        answer_path = work / "answer.json"
+        answer_path = work / protocol.ANSWER_FILE
         placements: dict[str, np.ndarray] = {}
         if timed_out:
             status, error, answer = "timeout", f"no answer within {request.timeout_s:g} s; process group killed", {}
@@ -298,9 +292,9 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
         else:
             status, error = "", ""
             try:
-                answer = _checked_answer(_read_regular(answer_path, ANSWER_BYTES), request, wall_s)
+                answer = _checked_answer(_read_regular(answer_path, protocol.ANSWER_BYTES), request, wall_s)
                 if answer["status"] == "ok":
-                    placements = _read_placements(work / "placements.npz", request)
+                    placements = _read_placements(work / protocol.PLACEMENTS_FILE, request)
             except ValueError as exc:
-                status, error, answer = "invalid", clean_text(f"answer: {exc}", ERROR_CHARS), {}
+                status, error, answer = "invalid", clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
         return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s)

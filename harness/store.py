@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from harness.errors import HarnessError
+from harness.files import write_atomically
 from harness.results import EvalResult
 
 SCHEMA_VERSION = 3
@@ -66,10 +67,8 @@ class ResultStore:
         self.root.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         final = self.root / f"{stamp}-{rows[0].run_id}-{uuid.uuid4().hex[:8]}.parquet"
-        partial = self.root / f".{final.name}.partial"
-        pq.write_table(to_table(rows), partial)
-        os.replace(partial, final)
-        return final
+        table = to_table(rows)
+        return write_atomically(final, lambda file: pq.write_table(table, file))
 
     def read(self, columns: Iterable[str] | None = None) -> pa.Table:
         """Every stored row (of the given columns), files of older versions included."""
@@ -109,10 +108,8 @@ class ResultStore:
             table = table.replace_schema_metadata({"eplb_harness_schema_version": str(SCHEMA_VERSION),
                                                    "eplb_harness_compacted_from_versions": ",".join(sorted(versions))})
             stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
-            final = self.root / f"{stamp}-compacted-{uuid.uuid4().hex[:8]}.parquet"
-            partial = self.root / f".{final.name}.partial"
-            pq.write_table(table, partial)
-            os.replace(partial, final)
+            final = write_atomically(self.root / f"{stamp}-compacted-{uuid.uuid4().hex[:8]}.parquet",
+                                     lambda file: pq.write_table(table, file))
             for path in files:
                 path.unlink(missing_ok=True)
             return final
@@ -146,4 +143,4 @@ class ResultStore:
     def stored_keys(self) -> set[tuple[str, str, str]]:
         """(candidate_hash, workload_id, settings_hash) of every stored evaluation."""
         table = self.read(KEY_COLUMNS)
-        return set(zip(*(table[column].to_pylist() for column in KEY_COLUMNS)))
+        return set(zip(*(table[column].to_pylist() for column in KEY_COLUMNS), strict=True))

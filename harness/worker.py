@@ -1,13 +1,13 @@
 """The worker: runs one candidate in a process of its own (`python -m harness.worker DIR`).
 
-It reads `DIR/request.json` and `DIR/weights.npy`, imports the candidate before anything
+It reads the request and the weights from DIR, imports the candidate before anything
 heavy, calls `rebalance_experts` once per window for the placements, then times further
-calls, and writes back exactly one answer as plain data: `DIR/placements.npz` (arrays,
-no pickle) and `DIR/answer.json`. The parent trusts none of it: it re-checks every
-placement and recomputes every figure.
+calls, and writes back exactly one answer as plain data: the placements (arrays, no
+pickle) and the answer. The files and their fields are `harness.protocol`'s. The parent
+trusts none of it: it re-checks every placement and recomputes every figure.
 
-Only stdlib is imported at module level, so the candidate's import runs first and an
-import-time hang or crash is the candidate's own.
+Only stdlib (and the harness's stdlib-only modules) is imported at module level, so the
+candidate's import runs first and an import-time hang or crash is the candidate's own.
 """
 
 from __future__ import annotations
@@ -19,9 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-ENTRY_POINT = "rebalance_experts"
-OUT_OF_MEMORY = ("can't allocate memory", "cannot allocate memory", "out of memory", "not enough memory")
-MESSAGE_CHARS = 2000  # an exception message is cut here: a 100 MB message must not become a 100 MB row
+from harness import protocol
+from harness.files import write_atomically
 
 
 def _describe(exc: BaseException) -> str:
@@ -31,16 +30,15 @@ def _describe(exc: BaseException) -> str:
         message = str(exc)
     except BaseException:
         message = "<the exception's message cannot be printed>"
-    if len(message) > MESSAGE_CHARS:
-        message = f"{message[:MESSAGE_CHARS]}... ({len(message)} characters)"
+    message = protocol.shorten(message, protocol.EXCEPTION_MESSAGE_CHARS)
     return f"{type(exc).__module__}.{type(exc).__qualname__}: {message}"
 
 
-def _failure(exc: BaseException, stage: str) -> dict:
+def _failure(exc: BaseException, stage: str) -> protocol.Answer:
     text = _describe(exc)
-    if isinstance(exc, MemoryError) or any(marker in text.lower() for marker in OUT_OF_MEMORY):
-        return {"status": "crash", "error": f"out of memory {stage}: {text}"}
-    return {"status": "error", "error": f"{stage}: {text}"}
+    if isinstance(exc, MemoryError) or protocol.mentions_out_of_memory(text):
+        return protocol.Answer(status="crash", error=f"out of memory {stage}: {text}")
+    return protocol.Answer(status="error", error=f"{stage}: {text}")
 
 
 def _import_candidate(path: Path):
@@ -78,28 +76,29 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def run(request: dict, workdir: Path) -> dict:
+def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
     """Run the request; return the answer (without raising for candidate failures)."""
     try:
-        module = _import_candidate(workdir / "candidate.py")
+        module = _import_candidate(workdir / protocol.CANDIDATE_FILE)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt at import are the candidate's too
         return _failure(exc, "at import")
-    entry = getattr(module, ENTRY_POINT, None)
+    entry = getattr(module, protocol.ENTRY_POINT, None)
     if not callable(entry):
-        return {"status": "error", "error": f"entry point missing: the program defines no callable {ENTRY_POINT}()"}
+        return protocol.Answer(status="error",
+                               error=f"entry point missing: the program defines no callable {protocol.ENTRY_POINT}()")
 
     import numpy as np
     import torch
 
-    torch.set_num_threads(request["threads"])
-    device = request["device"]
-    topology = request["topology"]
+    torch.set_num_threads(request.threads)
+    device = request.device
+    topology = request.topology
     args = (topology["num_replicas"], topology["num_groups"], topology["num_nodes"], topology["num_gpus"])
-    windows = torch.from_numpy(np.load(workdir / "weights.npy", allow_pickle=False)).to(device=device, dtype=torch.float32)
+    weights = np.load(workdir / protocol.WEIGHTS_FILE, allow_pickle=False)
+    windows = torch.from_numpy(weights).to(device=device, dtype=torch.float32)
 
     arrays: dict[str, object] = {}
-    # No legal array is larger than log2phy with one column per slot.
-    max_elements = windows.shape[1] * windows.shape[2] * topology["num_replicas"]
+    max_elements = protocol.max_placement_elements(windows.shape[1], windows.shape[2], topology["num_replicas"])
     first_outputs = []
     input_changed = []
     for t in range(windows.shape[0]):
@@ -108,22 +107,23 @@ def run(request: dict, workdir: Path) -> dict:
             output = entry(weight, *args)
         except BaseException as exc:
             return _failure(exc, f"in the call on window {t}")
-        if not isinstance(output, (tuple, list)) or len(output) != 3:
+        if not isinstance(output, (tuple, list)) or len(output) != len(protocol.PLACEMENT_ARRAYS):
             kind = f"{len(output)} values" if isinstance(output, (tuple, list)) else type(output).__name__
-            return {"status": "invalid", "error": f"returned {kind}; the contract is (phy2log, log2phy, logcnt)"}
+            contract = ", ".join(protocol.PLACEMENT_ARRAYS)
+            return protocol.Answer(status="invalid", error=f"returned {kind}; the contract is ({contract})")
         try:
-            for name, value in zip(("phy2log", "log2phy", "logcnt"), output):
-                arrays[f"{name}_{t}"] = _as_array(value, name, max_elements)
+            for name, value in zip(protocol.PLACEMENT_ARRAYS, output, strict=False):
+                arrays[protocol.placement_key(name, t)] = _as_array(value, name, max_elements)
         except Exception as exc:
-            return {"status": "invalid", "error": f"window {t}: {exc}"}
-        first_outputs.append(arrays[f"phy2log_{t}"])
+            return protocol.Answer(status="invalid", error=f"window {t}: {exc}")
+        first_outputs.append(arrays[protocol.placement_key(protocol.PLACEMENT_ARRAYS[0], t)])
         try:
             input_changed.append(not torch.equal(weight, windows[t]))
         except Exception:  # the candidate swapped the tensor's storage for another dtype or device
             input_changed.append(True)
-    np.savez(workdir / "placements.npz", **arrays)
+    np.savez(workdir / protocol.PLACEMENTS_FILE, **arrays)
 
-    timing = request["timing"]
+    timing = request.timing
     for _ in range(timing["warmup"]):
         try:
             entry(windows[0].clone(), *args)
@@ -155,35 +155,29 @@ def run(request: dict, workdir: Path) -> dict:
             samples.append(time.perf_counter() - begin)
             if not nondeterministic:
                 try:
-                    again = _as_array(output[0], "phy2log")
+                    again = _as_array(output[0], protocol.PLACEMENT_ARRAYS[0])
                     nondeterministic = not np.array_equal(again, first_outputs[t])
                 except (ValueError, TypeError, RuntimeError, IndexError, KeyError):
                     nondeterministic = True
             t = (t + 1) % windows.shape[0]
     finally:
         gc.enable()
-    return {
-        "status": "ok",
-        "error": "",
-        "runtime_samples_s": samples,
-        "input_changed": input_changed,
-        "nondeterministic": nondeterministic,
-        "threads": torch.get_num_threads(),
-        **_device_facts(device),
-    }
+    device_name, cuda_version, peak_device_memory_bytes = _device_facts(device)
+    return protocol.OkAnswer(
+        status="ok", error="", runtime_samples_s=samples, input_changed=input_changed,
+        nondeterministic=nondeterministic, threads=torch.get_num_threads(), device_name=device_name,
+        cuda_version=cuda_version, peak_device_memory_bytes=peak_device_memory_bytes,
+    )
 
 
-def _device_facts(device: str) -> dict:
-    """What the row records of the device the call ran on."""
+def _device_facts(device: str) -> tuple[str, str, int]:
+    """(device name, CUDA version, peak device memory in bytes) of the device the call ran on."""
     import torch
 
     if not device.startswith("cuda"):
-        return {"device_name": "cpu", "cuda_version": "", "peak_device_memory_bytes": 0}
-    return {
-        "device_name": torch.cuda.get_device_name(device),
-        "cuda_version": torch.version.cuda or "",
-        "peak_device_memory_bytes": int(torch.cuda.max_memory_allocated(device)),
-    }
+        return "cpu", "", 0
+    return (torch.cuda.get_device_name(device), torch.version.cuda or "",
+            int(torch.cuda.max_memory_allocated(device)))
 
 
 def _limit_memory(memory_mb: int, device: str) -> None:
@@ -198,7 +192,7 @@ def _limit_memory(memory_mb: int, device: str) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _die_with_parent(parent_pid: int | None) -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """Ask the kernel to SIGKILL this process when the harness dies (a harness killed
     midway must not leave a hung candidate running forever); Linux only."""
     import ctypes
@@ -209,23 +203,21 @@ def _die_with_parent(parent_pid: int | None) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         return
-    if parent_pid is not None and os.getppid() != parent_pid:  # the parent died before prctl
+    if os.getppid() != parent_pid:  # the parent died before prctl
         os._exit(1)
 
 
 def main() -> None:
     workdir = Path(sys.argv[1])
-    request = json.loads((workdir / "request.json").read_text())
-    _die_with_parent(request.get("parent_pid"))
-    _limit_memory(request["memory_mb"], request["device"])
+    request = protocol.WorkerSettings.from_json((workdir / protocol.REQUEST_FILE).read_text())
+    _die_with_parent(request.parent_pid)
+    _limit_memory(request.memory_mb, request.device)
     try:
         answer = run(request, workdir)
     except BaseException as exc:  # the candidate runs in this process and can break anything in it
         answer = _failure(exc, "in the worker, after the candidate ran")
-    # Written last and renamed into place: the parent reads an answer only if it is whole.
-    partial = workdir / "answer.json.partial"
-    partial.write_text(json.dumps(answer))
-    partial.replace(workdir / "answer.json")
+    # Written last and atomically: the parent reads an answer only if it is whole.
+    write_atomically(workdir / protocol.ANSWER_FILE, json.dumps(answer))
     sys.stdout.flush()
     sys.stderr.flush()
     # Skip interpreter teardown: a candidate's leftover threads or atexit hooks must not

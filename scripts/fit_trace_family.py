@@ -4,7 +4,7 @@
 Reads ../shared/traces (or $EPLB_TRACES_DIR, or --traces) and writes small JSON files
 under workloads/fitted/ (one per source), each naming the trace it came from. Only
 derived statistics are written, never the traces themselves. Run it again after the
-traces change; `harness.workloads.fitted` reads the figures.
+traces change; `harness.workloads.synthetic.fitted` reads the figures.
 
 Figures (all on log-loads, log of each expert's load over its layer's mean):
 - per_layer.log_load_std: the skew of each MoE layer (std of log-load), the main input;
@@ -28,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness.workloads import FITTED_DIR, read_loads, routing_counts, traces_dir  # noqa: E402
+from harness.workloads import read_loads, routing_counts, traces_dir
+from harness.workloads.synthetic import FITTED_DIR
 
 DEEPSEEK_ORIGIN = (
     "SGLang team expert statistics (attachment_ep_statistics.zip, sgl-project/sglang issue #6017) as committed "
@@ -195,7 +194,8 @@ def fit_llama(root: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--traces", type=Path, default=None, help="traces folder (default: $EPLB_TRACES_DIR or ../shared/traces)")
+    parser.add_argument("--traces", type=Path, default=None,
+                        help="traces folder (default: $EPLB_TRACES_DIR or ../shared/traces)")
     parser.add_argument("--out", type=Path, default=FITTED_DIR, help="where the figures go (default: workloads/fitted)")
     args = parser.parse_args(argv)
     root = args.traces or traces_dir()

@@ -6,8 +6,8 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 python="${PYTHON:-python3}"
-if ! "$python" -c "import torch, numpy, pyarrow, joblib, tqdm, pytest" 2>/dev/null; then
-    "$python" -m pip install --quiet numpy pyarrow joblib tqdm pytest
+if ! "$python" -c "import torch, numpy, pyarrow, joblib, tqdm, pytest, ijson, matplotlib" 2>/dev/null; then
+    "$python" -m pip install --quiet numpy pyarrow joblib tqdm pytest ijson matplotlib
 fi
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader

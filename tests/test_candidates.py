@@ -8,19 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import README_PHY2LOG, README_WEIGHT
 
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = REPO / "candidates"
 SEED_DIFF = CANDIDATES / "diffs" / "peak_aware_tail_and_two_step_fixup.diff"
-
-README_WEIGHT = [
-    [90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
-    [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27],
-]
-README_PHY2LOG = [
-    [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
-    [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1],
-]
 
 # (num_layers, num_experts, num_replicas, num_groups, num_nodes, num_gpus)
 SHAPES = {
@@ -103,9 +95,9 @@ def test_seed_diff_is_the_shipped_seed():
 
 
 def test_deepseek_reproduces_readme_example(programs):
-    weight = torch.tensor(README_WEIGHT)
+    weight = torch.from_numpy(README_WEIGHT).long()
     phy2log, log2phy, logcnt = programs["deepseek"].rebalance_experts(weight, 16, 4, 2, 8)
-    assert phy2log.tolist() == README_PHY2LOG
+    assert phy2log.tolist() == README_PHY2LOG.tolist()
     assert phy2log.dtype == log2phy.dtype == logcnt.dtype == torch.int64
     assert log2phy.shape == (2, 12, 16 - 12 + 1)
     check_placement((phy2log, log2phy, logcnt), 2, 12, 16)
@@ -124,7 +116,7 @@ def test_placement_is_valid(programs, program, shape, dtype):
 
 @pytest.mark.parametrize("program", PROGRAM_NAMES)
 def test_readme_example_is_valid(programs, program):
-    placement = programs[program].rebalance_experts(torch.tensor(README_WEIGHT), 16, 4, 2, 8)
+    placement = programs[program].rebalance_experts(torch.from_numpy(README_WEIGHT).long(), 16, 4, 2, 8)
     check_placement(placement, 2, 12, 16)
 
 

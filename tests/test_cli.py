@@ -6,21 +6,18 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import cli
-EXAMPLE = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
-                    [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
-EXAMPLE_TOPOLOGY = ["--num-replicas", "16", "--num-groups", "4", "--num-nodes", "2", "--num-gpus", "8"]
+from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli
 
 
 @pytest.fixture
 def example_file(tmp_path: Path) -> Path:
     path = tmp_path / "example.npy"
-    np.save(path, EXAMPLE)
+    np.save(path, README_WEIGHT)
     return path
 
 
 def test_evaluate_json_pins_the_readme_example(example_file, tmp_path):
-    done = cli("evaluate", "candidates/deepseek_eplb.py", "--workload", str(example_file), *EXAMPLE_TOPOLOGY,
+    done = cli("evaluate", "candidates/deepseek_eplb.py", "--workload", str(example_file), *README_TOPOLOGY_ARGS,
                "--json", "--results", str(tmp_path / "store"))
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
@@ -59,7 +56,7 @@ def test_run_scores_the_shipped_candidates_and_stores_them(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "candidates/missing.py", "--json"], "candidate candidates/missing.py does not exist"),
-    (["evaluate", "candidates/deepseek_eplb.py", "--workload", "{bad_rank}", *EXAMPLE_TOPOLOGY],
+    (["evaluate", "candidates/deepseek_eplb.py", "--workload", "{bad_rank}", *README_TOPOLOGY_ARGS],
      "expected [windows, layers, experts]"),
     (["run", "--num-replicas", "288", "--num-gpus", "7"], "288 replicas do not divide evenly over 7 GPUs"),
     (["run", "--suite", "no-such-suite"], "unknown suite 'no-such-suite'"),

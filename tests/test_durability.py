@@ -15,13 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli_command, live_processes_with
 
 from harness.store import ResultStore
-from helpers import cli_command, live_processes_with
 
-LAYERS = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
-                   [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
-TOPOLOGY = ["--num-replicas", "16", "--num-groups", "4", "--num-nodes", "2", "--num-gpus", "8"]
+LAYERS = README_WEIGHT
+TOPOLOGY = README_TOPOLOGY_ARGS
 # A valid placement in a few milliseconds: slot p holds expert p % experts.
 PROGRAM = '''"""Round robin, variant {index}."""
 import torch
@@ -121,7 +120,7 @@ def test_concurrent_runs_into_one_store_lose_no_row(tmp_path):
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for candidate in candidates]
     outputs = [run.communicate(timeout=600) for run in runs]
-    for run, (stdout, stderr) in zip(runs, outputs):
+    for run, (stdout, stderr) in zip(runs, outputs, strict=True):
         assert run.returncode == 0, stderr[-3000:]
         assert re.search(r": 1 evaluated, 0 reused", stdout), stdout
     for path in store.glob("*.parquet"):

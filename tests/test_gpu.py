@@ -4,7 +4,7 @@ import pytest
 
 from harness.candidates import CANDIDATES_DIR, discover
 from harness.evaluate import Settings, evaluate
-from harness.workloads import synthetic
+from harness.workloads import synthetic_workload
 
 torch = pytest.importorskip("torch")
 pytestmark = [pytest.mark.gpu,
@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.gpu,
 
 @pytest.mark.parametrize("candidate", discover([str(CANDIDATES_DIR)]), ids=lambda c: c.name)
 def test_shipped_candidates_score_on_cuda(candidate):
-    workload = synthetic("zipf", "deepseek-v3", seed=0, num_windows=3, exponent=0.6)
+    workload = synthetic_workload("zipf", "deepseek-v3", seed=0, num_windows=3, exponent=0.6)
     row = evaluate(candidate, workload, Settings(device="cuda"))
     assert row.status == "ok", row.error
     assert row.device == "cuda" and row.device_name and row.device_name != "cpu"

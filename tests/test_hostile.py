@@ -20,19 +20,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli_command, live_processes_with
 
-from harness.sandbox import ERROR_CHARS, TAIL_BYTES
+from harness.protocol import ERROR_CHARS
+from harness.sandbox import TAIL_BYTES
 from harness.store import ResultStore
-from helpers import cli_command, live_processes_with
 
 ROOT = Path(__file__).resolve().parent.parent
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 CASES = sorted(HOSTILE.glob("*.py"))
 # [2 windows, 2 layers, 12 experts] on 16 replicas / 4 groups / 2 nodes / 8 GPUs.
-LAYERS = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
-                   [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
+LAYERS = README_WEIGHT
 TINY = np.stack([LAYERS, LAYERS[:, ::-1]])
-TOPOLOGY = ["--num-replicas", "16", "--num-groups", "4", "--num-nodes", "2", "--num-gpus", "8"]
+TOPOLOGY = README_TOPOLOGY_ARGS
 TIMEOUT_S = 15  # a worker start (torch import) alone takes 3-7 s on a loaded 2-core box
 
 

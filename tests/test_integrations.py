@@ -71,7 +71,7 @@ def workspace(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def configured(workspace, monkeypatch) -> Path:
-    for name in ("SCORE", "SUITE", "STAGE1_SUITE", "RESULTS", "TIMEOUT", "DEVICE", "THREADS", "MEMORY_MB",
+    for name in ("SCORE", "SUITE", "STAGE1_SUITE", "RESULTS", "BUDGET", "TIMEOUT", "DEVICE", "THREADS", "MEMORY_MB",
                  "RUN_ID", "PROGRAM_ID", "PARENT_ID"):
         monkeypatch.delenv(f"EPLB_HARNESS_{name}", raising=False)
     monkeypatch.setenv("EPLB_HARNESS_CONFIG", str(workspace / "eplb.toml"))
@@ -100,7 +100,7 @@ def test_config_precedence_file_then_env_then_keywords(configured, monkeypatch):
     defaults = resolve_config()
     assert (defaults.suite, defaults.stage1_suite, defaults.results) == ("default", "quick", "results")
     # With the defaults, rows share the CLI's settings hash.
-    from harness.evaluate import Settings
+    from harness.settings import Settings
     monkeypatch.delenv("EPLB_HARNESS_TIMEOUT")
     assert resolve_config().settings().hash == Settings().hash
 
@@ -166,7 +166,7 @@ def test_openevolve_scores_the_seed_child_through_the_cascade(configured):
 
 
 def test_openevolve_gets_our_timeout_result_for_a_hang(configured, monkeypatch):
-    monkeypatch.setenv("EPLB_HARNESS_TIMEOUT", str(HANG_BUDGET_S))
+    monkeypatch.setenv("EPLB_HARNESS_BUDGET", str(HANG_BUDGET_S))
     # OpenEvolve's own timeout is far off: the result must be ours, on time.
     evaluator = openevolve_evaluator(cascade=False, timeout_s=120)
     started = time.monotonic()

@@ -4,10 +4,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+from helpers import cli
 
 from harness.candidates import CANDIDATES_DIR, discover, load_candidate
 from harness.diffs import read_diff
-from helpers import cli
+
 SEED_DIFF = CANDIDATES_DIR / "diffs" / "peak_aware_tail_and_two_step_fixup.diff"
 
 

@@ -1,17 +1,26 @@
 """Validity rules and balance measures, pinned on the DeepSeek README example."""
 
+import math
+
 import numpy as np
 import pytest
+from helpers import README_PHY2LOG, README_TOPOLOGY, README_WEIGHT
 
-from harness.metrics import (InvalidPlacement, Placement, balance, check_placement, gpu_loads, group_spread,
-                             moved_replicas)
+from harness.metrics import (
+    InvalidPlacement,
+    Placement,
+    adrs_combined_score,
+    adrs_leaderboard_score,
+    balance,
+    check_placement,
+    gpu_loads,
+    group_spread,
+    moved_replicas,
+)
 from harness.workloads import Topology
 
-WEIGHT = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
-                   [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
-PHY2LOG = np.array([[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
-                    [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1]])
-TOPOLOGY = Topology(num_replicas=16, num_groups=4, num_nodes=2, num_gpus=8)
+WEIGHT, PHY2LOG = README_WEIGHT, README_PHY2LOG
+TOPOLOGY = Topology(**README_TOPOLOGY)
 
 
 def placement_of(phy2log: np.ndarray, num_experts: int) -> Placement:
@@ -49,7 +58,8 @@ def test_balance_matches_an_independent_recomputation():
             slot[layer, p] = load
             gpu[layer, p // 2] += load
             node[layer, p // 8] += load
-    ratio = lambda x: x.mean(1).sum() / x.max(1).sum()
+    def ratio(x):
+        return x.mean(1).sum() / x.max(1).sum()
     result = balance(PHY2LOG, weight, TOPOLOGY)
     assert result.balancedness == pytest.approx(ratio(gpu))
     assert result.node_balancedness == pytest.approx(ratio(node))
@@ -99,3 +109,18 @@ def broken(change) -> Placement:
 def test_each_broken_rule_is_named(change, rule):
     with pytest.raises(InvalidPlacement, match=rule.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         check_placement(broken(change), 2, 12, TOPOLOGY)
+
+
+def test_compatibility_scores_take_floats_or_arrays():
+    b = np.array([0.5, 0.9, 0.99, 0.7, 0.8])
+    t = np.array([0.001, 0.005, 0.02, 2.0, 0.0])
+    # The published formulas, written out per candidate.
+    expected_adrs = [90 * x + 5 * min(0.002 / y, 2) - (min(20 * y, 20) if y > 0.01 else 0) if y > 0 else math.nan
+                     for x, y in zip(b, t, strict=True)]
+    expected_combined = [(x - 0.1 + 0.02 / y) / 2 if y > 0 else math.nan for x, y in zip(b, t, strict=True)]
+    np.testing.assert_allclose(adrs_leaderboard_score(b, t), expected_adrs, equal_nan=True)
+    np.testing.assert_allclose(adrs_combined_score(b - 0.1, t), expected_combined, equal_nan=True)
+    # One candidate at a time gives the same figures, as plain floats.
+    scalars = [adrs_leaderboard_score(x, y) for x, y in zip(b, t, strict=True)]
+    assert all(isinstance(value, float) for value in scalars)
+    np.testing.assert_allclose(scalars, expected_adrs, equal_nan=True)

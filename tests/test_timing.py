@@ -7,7 +7,7 @@ import pytest
 from harness.candidates import REFERENCE_PATH, load_candidate
 from harness.evaluate import Settings, TimingConfig, evaluate
 from harness.stats import summarize
-from harness.workloads import synthetic
+from harness.workloads import synthetic_workload
 
 DATA = Path(__file__).parent / "data"
 
@@ -22,7 +22,7 @@ def test_summarize_fixed_fields():
 
 
 def test_only_the_call_is_timed():
-    workload = synthetic("zipf", "deepseek-v3", seed=0, num_windows=3, exponent=0.6)
+    workload = synthetic_workload("zipf", "deepseek-v3", seed=0, num_windows=3, exponent=0.6)
     row = evaluate(load_candidate(DATA / "precomputed_candidate.py"), workload, Settings())
     assert row.status == "ok", row.error
     # Handing back a cached placement costs microseconds; checking and scoring three
@@ -32,7 +32,7 @@ def test_only_the_call_is_timed():
 
 
 def test_rows_carry_statistics_method_device_and_fingerprint():
-    workload = synthetic("lognormal", "deepseek-v2-lite", seed=1, num_windows=3)
+    workload = synthetic_workload("lognormal", "deepseek-v2-lite", seed=1, num_windows=3)
     settings = Settings(timing=TimingConfig(warmup=1, min_samples=4, max_samples=6, min_time_s=0.0))
     row = evaluate(load_candidate(REFERENCE_PATH), workload, settings,
                    reference_runtime_s=0.5)
@@ -46,7 +46,7 @@ def test_rows_carry_statistics_method_device_and_fingerprint():
 
 
 def test_every_window_is_timed_at_least_once():
-    workload = synthetic("zipf", "deepseek-v2-lite", seed=2, num_windows=7)
+    workload = synthetic_workload("zipf", "deepseek-v2-lite", seed=2, num_windows=7)
     settings = Settings(timing=TimingConfig(warmup=0, min_samples=1, max_samples=50, min_time_s=0.0))
     row = evaluate(load_candidate(DATA / "precomputed_candidate.py"), workload, settings)
     assert row.runtime_samples == 7

@@ -1,12 +1,12 @@
 """What the OpenEvolve and ShinkaEvolve evaluators share: configuration, one bounded
 evaluation of a program file on a suite, the metrics dict, feedback text and storage.
 
-One evaluation scores a program on every workload of a suite, one worker process per
-workload (`harness.evaluate.evaluate`), in order, and stops at the first failure: a
-program that fails anywhere scores 0.0, so the rest would cost time and tell nothing.
-The whole evaluation has one budget (`timeout`): each worker gets what is left of it and
-is killed with its process group when it runs out, and the evaluation itself returns at
-most `GRACE_S` seconds after the budget whatever the candidate does.
+One evaluation is `harness.evaluate.run` on one program: every workload of a suite in
+order, one worker process each, stopping at the first failure (a program that fails
+anywhere scores 0.0, so the rest would cost time and tell nothing). `timeout` is what
+one workload may take, as on the command line (so rows share the CLI's settings hash);
+`budget` is what the whole call may take: each worker gets what is left of it and is
+killed with its process group when it runs out.
 
 Every row lands in the Parquet store (unless `results` is `none`), with lineage when the
 caller gives it: the program id becomes `candidate_name`, the parent id `parent_hash`.
@@ -15,39 +15,31 @@ caller gives it: the program id becomes `candidate_name`, the parent id `parent_
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
-import threading
-import time
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from harness.candidates import Candidate, source_hash
 from harness.errors import HarnessError
-from harness.evaluate import Settings, TimingConfig, context, evaluate, resolve_device
-from harness.metrics import adrs_combined_score, adrs_leaderboard_score
+from harness.evaluate import context, run
+from harness.report import SCORES, leaderboard, to_standings
 from harness.results import EvalResult
-from harness.store import AUTO_COMPACT_FILES, ResultStore
-from harness.workloads import Workload, load_suite
+from harness.settings import RESULTS_DIR, Settings, TimingConfig, resolve_device
+from harness.stats import finite_or
+from harness.store import AUTO_COMPACT_FILES, ResultStore, to_table
+from harness.workloads import Workload, suite_workloads
+
+__all__ = ["METRIC_KEYS", "SCORES", "Evaluation", "IntegrationConfig", "evaluate_program", "resolve_config"]
 
 ENV_PREFIX = "EPLB_HARNESS_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
 PROGRAM_ID_ENV = ENV_PREFIX + "PROGRAM_ID"
 PARENT_ID_ENV = ENV_PREFIX + "PARENT_ID"
-GRACE_S = 3.0
 NO_STORE = ("", "none", "off")
-
-SCORES = {
-    "adrs_combined": "OpenEvolve/ADRS combined score (replica_balancedness + 0.02 / runtime_s) / 2",
-    "balancedness": "GPU balancedness: mean GPU load / max GPU load, runtime ignored",
-    "adrs_leaderboard": "ADRS leaderboard score 90 b + 5 min(0.002 / t, 2) - (min(20 t, 20) if t > 0.01 else 0)",
-}
 
 # Every result carries every one of these keys, failures included (as 0.0), so a
 # MAP-Elites feature dimension never goes missing.
@@ -57,9 +49,6 @@ METRIC_KEYS = (
     "adrs_combined_score", "adrs_score",
 )
 _CLI = Settings()
-_MEANS = ("balancedness", "replica_balancedness", "node_balancedness", "fit_balancedness", "group_spread",
-          "moved_replicas_per_plan", "runtime_s")
-
 
 @dataclass(frozen=True)
 class IntegrationConfig:
@@ -70,9 +59,10 @@ class IntegrationConfig:
     score: str = "adrs_combined"  # which figure is `combined_score`: a key of SCORES
     suite: str = "default"  # `evaluate` and `evaluate_stage2`
     stage1_suite: str = "quick"  # `evaluate_stage1`: the fast validity check
-    results: str = "results"  # the Parquet store; `none` stores nothing
+    results: str = RESULTS_DIR  # the Parquet store; `none` stores nothing
+    budget: float = 120.0  # seconds for one whole evaluation call, all its workloads
     # The CLI's defaults, so that rows share its settings hash.
-    timeout: float = _CLI.timeout_s  # seconds for one whole evaluation call (all its workloads)
+    timeout: float = _CLI.timeout_s  # seconds for one workload, as the CLI's --timeout
     device: str = _CLI.device
     threads: int = _CLI.threads
     memory_mb: int = _CLI.memory_mb
@@ -86,8 +76,8 @@ class IntegrationConfig:
 
 
 _CONFIG_FIELDS = {f.name: f for f in fields(IntegrationConfig)}
-_CASTS = {"score": str, "suite": str, "stage1_suite": str, "results": str, "timeout": float, "device": str,
-          "threads": int, "memory_mb": int, "run_id": str}
+_CASTS = {"score": str, "suite": str, "stage1_suite": str, "results": str, "budget": float, "timeout": float,
+          "device": str, "threads": int, "memory_mb": int, "run_id": str}
 _TIMING_FIELDS = {f.name for f in fields(TimingConfig)}
 
 
@@ -114,7 +104,8 @@ def _cast(key: str, value: Any, origin: str) -> Any:
         raise HarnessError(f"unknown integration setting {key!r} in {origin}; known: {known}")
     if key == "timing":
         if not isinstance(value, Mapping) or not set(value) <= _TIMING_FIELDS:
-            raise HarnessError(f"timing in {origin} must be a table with keys among {', '.join(sorted(_TIMING_FIELDS))}")
+            known = ", ".join(sorted(_TIMING_FIELDS))
+            raise HarnessError(f"timing in {origin} must be a table with keys among {known}")
         return dict(value)
     try:
         return _CASTS[key](value)
@@ -140,8 +131,8 @@ def resolve_config(config: str | os.PathLike | None = None, **overrides: Any) ->
     cfg = IntegrationConfig(**values)
     if cfg.score not in SCORES:
         raise HarnessError(f"unknown score {cfg.score!r} for combined_score; choose one of {', '.join(SCORES)}")
-    if not cfg.timeout > 0 or cfg.threads < 1 or cfg.memory_mb < 1:
-        raise HarnessError("timeout, threads and memory_mb must be positive")
+    if not (cfg.budget > 0 and cfg.timeout > 0) or cfg.threads < 1 or cfg.memory_mb < 1:
+        raise HarnessError("budget, timeout, threads and memory_mb must be positive")
     return cfg
 
 
@@ -154,11 +145,11 @@ def _suite(name: str) -> list[Workload]:
     stamp = path.stat().st_mtime if path.is_file() else 0.0
     cached = _SUITES.get(name)
     if cached is None or cached[0] != stamp:
-        cached = _SUITES[name] = (stamp, load_suite(name))
+        cached = _SUITES[name] = (stamp, suite_workloads(name))
     return cached[1]
 
 
-def _lineage(program_path: Path, source: str, framework: str, program_id: str | None,
+def _framework_candidate(program_path: Path, source: str, framework: str, program_id: str | None,
              parent_id: str | None) -> Candidate:
     """The candidate with its lineage: `program_id` (default: the program's folder for
     ShinkaEvolve's gen_N/main.py, else `<framework>-<hash>`) becomes its name; `parent_id`
@@ -208,30 +199,16 @@ class Evaluation:
         return artifacts
 
 
-def _finite(value: float) -> float:
-    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
-
-
-def _mean(values: list[float]) -> float:
-    """Mean of the finite values (a single-window workload has no migration figure)."""
-    finite = [v for v in values if math.isfinite(v)]
-    return float(np.mean(finite)) if finite else 0.0
-
-
 def _metrics(rows: list[EvalResult], score: str) -> dict[str, float]:
-    zeros = dict.fromkeys(METRIC_KEYS, 0.0)
+    """Every METRIC_KEYS figure: the leaderboard's aggregation of the rows (one program),
+    0.0 for all when any workload failed."""
     if not rows or any(row.status != "ok" for row in rows):
-        return zeros
-    mean = {key: _mean([getattr(row, key) for row in rows]) for key in _MEANS}
-    metrics = {
-        **mean, "valid": 1.0, "worst_balancedness": min(row.balancedness for row in rows),
-        # Computed from the suite means, as the leaderboard does.
-        "adrs_combined_score": adrs_combined_score(mean["replica_balancedness"], mean["runtime_s"]),
-        "adrs_score": adrs_leaderboard_score(mean["balancedness"], mean["runtime_s"]),
-    }
-    metrics["combined_score"] = metrics[{"adrs_combined": "adrs_combined_score", "balancedness": "balancedness",
-                                         "adrs_leaderboard": "adrs_score"}[score]]
-    return {key: _finite(metrics[key]) for key in METRIC_KEYS}
+        return dict.fromkeys(METRIC_KEYS, 0.0)
+    (standing,) = to_standings(leaderboard(to_table(rows)))
+    figures = {key: getattr(standing, key) for key in METRIC_KEYS if hasattr(standing, key)}
+    figures.update(valid=1.0, adrs_combined_score=standing.combined_score,
+                   combined_score=getattr(standing, SCORES[score][0]))
+    return {key: finite_or(figures[key], 0.0) for key in METRIC_KEYS}
 
 
 def _feedback(status: str, reason: str, workload: str, rows: list[EvalResult], metrics: dict[str, float],
@@ -242,7 +219,8 @@ def _feedback(status: str, reason: str, workload: str, rows: list[EvalResult], m
         slowest = max(rows, key=lambda row: row.runtime_s)
         return (
             f"Valid on all {len(rows)} workloads. Mean GPU balancedness {metrics['balancedness']:.4f} "
-            f"(1.0 is perfect; replica {metrics['replica_balancedness']:.4f}, node {metrics['node_balancedness']:.4f}), "
+            f"(1.0 is perfect; replica {metrics['replica_balancedness']:.4f}, "
+            f"node {metrics['node_balancedness']:.4f}), "
             f"mean runtime {metrics['runtime_s'] * 1e3:.2f} ms, combined_score {metrics['combined_score']:.4f}. "
             f"Weakest workload: {worst.workload_name} with GPU balancedness {worst.balancedness:.4f} "
             f"({worst.num_layers} layers, {worst.num_logical_experts} experts, {worst.num_replicas} replicas "
@@ -269,26 +247,6 @@ def _feedback(status: str, reason: str, workload: str, rows: list[EvalResult], m
     return f"{status.upper()} on workload {workload}: {reason}.{stderr}"
 
 
-def _run_rows(candidate: Candidate, workloads: list[Workload], settings: Settings, run_id: str, suite: str,
-              deadline: float, rows: list[EvalResult]) -> None:
-    """Evaluate `workloads` in order, each within what is left before `deadline`, and
-    stop at the first failure or when nothing is left. Appends to `rows` as it goes."""
-    for workload in workloads:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return
-        row = evaluate(candidate, workload, replace(settings, timeout_s=left), run_id, suite)
-        if row.settings_hash != settings.hash:
-            # The worker had what was left of the budget; the row is keyed by the configured settings.
-            error = row.error
-            if row.status == "timeout":
-                error = f"no answer within the {settings.timeout_s:g} s budget of the evaluation; process group killed"
-            row = replace(row, settings_hash=settings.hash, error=error)
-        rows.append(row)
-        if row.status != "ok":
-            return
-
-
 def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", framework: str = "harness",
                      program_id: str | None = None, parent_id: str | None = None,
                      config: str | os.PathLike | None = None, **overrides: Any) -> Evaluation:
@@ -297,7 +255,6 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
 
     Raises HarnessError only for a bad configuration; whatever the candidate does is a result.
     """
-    started = time.monotonic()
     cfg = resolve_config(config, **overrides)
     settings = cfg.settings()
     suite = cfg.stage1_suite if stage == "quick" else cfg.suite
@@ -308,25 +265,12 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
         source, read_error = path.read_text(encoding="utf-8"), ""
     except (OSError, UnicodeDecodeError) as exc:
         source, read_error = "", f"the program {path} cannot be read: {exc}"
-    candidate = _lineage(path, source, framework, program_id, parent_id)
-
-    rows: list[EvalResult] = []
+    candidate = _framework_candidate(path, source, framework, program_id, parent_id)
     if read_error:
-        rows.append(EvalResult.failed(context(candidate, workloads[0], settings, run_id, suite), "error", read_error))
+        rows = [EvalResult.failed(context(candidate, workloads[0], settings, run_id, suite), "error", read_error)]
     else:
-        deadline = started + cfg.timeout
-        worker = threading.Thread(target=_run_rows, name="eplb-integration", daemon=True,
-                                  args=(candidate, workloads, settings, run_id, suite, deadline, rows))
-        worker.start()
-        # The worker kills its process at the deadline; the grace covers the clean-up, and
-        # past it the evaluation returns regardless (the thread finishes on its own).
-        worker.join(max(0.0, deadline - time.monotonic()) + GRACE_S)
-        rows = list(rows)
-        if len(rows) < len(workloads) and all(row.status == "ok" for row in rows):
-            # Out of budget: the workload in flight, or the next one, is the timeout.
-            rows.append(EvalResult.failed(context(candidate, workloads[len(rows)], settings, run_id, suite),
-                                          "timeout", f"no answer within the {cfg.timeout:g} s budget of the evaluation",
-                                          time.monotonic() - started))
+        rows = list(run([candidate], workloads, settings, None, suite=suite, run_id=run_id, jobs=1, fresh=True,
+                        reference=False, stop_at_first_failure=True, budget_s=cfg.budget).rows)
 
     failed = next((row for row in rows if row.status != "ok"), None)
     metrics = _metrics(rows, cfg.score)
@@ -336,9 +280,9 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
     stored_in = _store(cfg.results, rows)
     return Evaluation(
         status=status, reason=reason, workload=workload, metrics=metrics,
-        per_workload={row.workload_name: {"status": row.status, "balancedness": _finite(row.balancedness),
-                                          "runtime_s": _finite(row.runtime_s)} for row in rows},
-        feedback=_feedback(status, reason, workload, rows, metrics, cfg.timeout, stderr_tail),
+        per_workload={row.workload_name: {"status": row.status, "balancedness": finite_or(row.balancedness, 0.0),
+                                          "runtime_s": finite_or(row.runtime_s, 0.0)} for row in rows},
+        feedback=_feedback(status, reason, workload, rows, metrics, cfg.budget, stderr_tail),
         stderr_tail=stderr_tail, candidate_hash=candidate.hash, settings_hash=settings.hash, suite=suite,
         score=cfg.score, stored_in=stored_in, rows=rows,
     )

@@ -27,6 +27,7 @@ except ImportError:  # run from a checkout: the package's root is two folders up
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from harness.errors import HarnessError  # noqa: E402
+from harness.files import write_atomically  # noqa: E402
 from harness.integrations.frameworks import METRIC_KEYS, SCORES, Evaluation, evaluate_program  # noqa: E402
 
 
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="integration config file (TOML, or JSON); default $EPLB_HARNESS_CONFIG")
     parser.add_argument("--score", choices=tuple(SCORES), help="which figure is combined_score")
     parser.add_argument("--suite", help="suite name or file (default: default)")
-    parser.add_argument("--timeout", type=float, help="seconds for the whole evaluation (default: 120)")
+    parser.add_argument("--budget", type=float, help="seconds for the whole evaluation (default: 120)")
+    parser.add_argument("--timeout", type=float, help="seconds for one workload (default: 120)")
     parser.add_argument("--store", dest="results", help="Parquet result store folder (default: results; none: off)")
     parser.add_argument("--device", help="cpu, auto or cuda[:N] (default: cpu)")
     parser.add_argument("--run_id", help="run id of the stored rows (default: shinka)")
@@ -67,15 +69,13 @@ def payloads(evaluation: Evaluation) -> tuple[dict[str, Any], dict[str, Any]]:
 def write(results_dir: Path, metrics: dict[str, Any], correct: dict[str, Any]) -> None:
     results_dir.mkdir(parents=True, exist_ok=True)
     for name, payload in (("metrics.json", metrics), ("correct.json", correct)):
-        partial = results_dir / f".{name}.partial"
-        partial.write_text(json.dumps(payload, indent=2, allow_nan=False))
-        partial.replace(results_dir / name)
+        write_atomically(results_dir / name, json.dumps(payload, indent=2, allow_nan=False))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    options = {key: getattr(args, key) for key in ("config", "score", "suite", "timeout", "results", "device",
-                                                   "run_id", "program_id", "parent_id")}
+    options = {key: getattr(args, key) for key in ("config", "score", "suite", "budget", "timeout", "results",
+                                                   "device", "run_id", "program_id", "parent_id")}
     results_dir = Path(args.results_dir)
     try:
         evaluation = evaluate_program(args.program_path, stage="full", framework="shinka", **options)

@@ -1,7 +1,8 @@
-"""Workloads: synthetic families, trace and file loaders, suites and the `workloads` command.
+"""Workload files: every reader on a small file written here in the format its producer
+writes, the real traces in ../shared/traces where present, and bad files.
 
-Every loader reads a small file written here in the format its producer writes; the real
-traces in ../shared/traces are read where present and skipped where not.
+The helpers here (steps_array, write_adrs, one_line_error, NO_OVERRIDES) are shared with
+test_suites.py and test_workloads_summary.py.
 """
 
 import json
@@ -11,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import workloads as wl
 from harness.errors import HarnessError
+from harness.workloads import PRESETS, file_workload, get_workload, read_loads, resolve_workloads, traces_dir
+from harness.workloads.summary import layer_skew
+from harness.workloads.windows import routing_counts
 
-TRACES = wl.traces_dir()
+TRACES = traces_dir()
 needs_traces = pytest.mark.skipif(not TRACES.is_dir(), reason=f"shared traces folder {TRACES} is absent")
 NO_OVERRIDES = {"num_replicas": None, "num_groups": None, "num_nodes": None, "num_gpus": None}
 SMALL = {"num_replicas": 16, "num_groups": 2, "num_nodes": 1, "num_gpus": 4}
@@ -46,7 +49,7 @@ def write_adrs(path: Path, steps: np.ndarray) -> Path:
 def test_adrs_json_sums_steps_into_windows(tmp_path):
     steps = steps_array(steps=7)
     path = write_adrs(tmp_path / "expert-load.json", steps)
-    loads = wl.read_loads(path, window_steps=3)
+    loads = read_loads(path, window_steps=3)
     expected = np.stack([steps[0:3].sum(0), steps[3:6].sum(0), steps[6:7].sum(0)])[:, 1:]
     assert loads.format == "adrs-json"
     np.testing.assert_array_equal(loads.weights, expected)
@@ -60,7 +63,7 @@ def test_adrs_json_streams_with_bounded_memory(tmp_path):
     path = write_adrs(tmp_path / "expert-load.json", steps)
     size = path.stat().st_size
     tracemalloc.start()
-    loads = wl.read_loads(path, window_steps=80)
+    loads = read_loads(path, window_steps=80)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     np.testing.assert_array_equal(loads.weights, steps.reshape(3, 80, 12, 256).sum(1))
@@ -73,13 +76,13 @@ def test_sglang_json_two_and_three_dimensional(tmp_path):
     counts = steps_array(steps=6, layers=5, experts=16, dense=(0, 1, 2))
     two_d = tmp_path / "prefill.json"
     two_d.write_text(json.dumps({"logical_count": counts.sum(0).tolist()}))
-    loads = wl.read_loads(two_d)
+    loads = read_loads(two_d)
     assert loads.weights.shape == (1, 2, 16) and loads.format == "sglang-json"
     np.testing.assert_array_equal(loads.weights[0], counts.sum(0)[3:])
     assert "rows 0-2" in loads.notes[0]
     three_d = tmp_path / "series.json"
     three_d.write_text(json.dumps({"logical_count": counts.tolist()}))
-    loads = wl.read_loads(three_d, window_steps=2)
+    loads = read_loads(three_d, window_steps=2)
     np.testing.assert_array_equal(loads.weights, counts.reshape(3, 2, 5, 16).sum(1)[:, 3:])
 
 
@@ -90,7 +93,7 @@ def test_sglang_stat_dump_pt(tmp_path):
     # what SGLang's _StatAccumulator.dump writes: logical_count [buffered steps, layers, experts]
     torch.save({"rank": 0, "logical_count": torch.tensor(counts, dtype=torch.int32),
                 "average_utilization_rate_over_window": None}, path)
-    loads = wl.read_loads(path, window_steps=5)
+    loads = read_loads(path, window_steps=5)
     np.testing.assert_array_equal(loads.weights, counts.reshape(2, 5, 4, 8).sum(1)[:, 1:])
     assert loads.format == "sglang-pt"
 
@@ -106,7 +109,7 @@ def test_sglang_per_pass_dump_maps_physical_to_logical(tmp_path):
                 "global_physical_count": torch.tensor(passes[i], dtype=torch.int32)} for i in range(4)]
     path = tmp_path / "expert_distribution_recorder_1.0_0.pt"
     torch.save({"records": records, "last_physical_to_logical_map": torch.tensor(mapping)}, path)
-    loads = wl.read_loads(path, window_steps=2)
+    loads = read_loads(path, window_steps=2)
     expected = np.zeros((4, layers, experts))
     for step in range(4):
         for layer in range(layers):
@@ -122,7 +125,7 @@ def test_routing_trace_npz_counts_tokens_per_window(tmp_path):
     step = np.sort(rng.integers(0, 10, size=tokens)).astype(np.int32)
     path = tmp_path / "trace.npz"
     np.savez(path, expert_id=expert_id, step=step, num_experts=np.int32(experts), top_k=np.int32(top_k))
-    loads = wl.read_loads(path, window_steps=4)
+    loads = read_loads(path, window_steps=4)
     expected = np.zeros((3, layers, experts))
     for t in range(tokens):
         for layer in range(layers):
@@ -131,7 +134,7 @@ def test_routing_trace_npz_counts_tokens_per_window(tmp_path):
     np.testing.assert_array_equal(loads.weights, expected)
     assert loads.format == "routing-trace" and loads.partial_last
     # without steps, every token is a step
-    counts, _ = wl.routing_counts(expert_id[:, :, 0], None, experts, window_steps=100)
+    counts, _ = routing_counts(expert_id[:, :, 0], None, experts, window_steps=100)
     assert counts.shape == (3, layers, experts) and counts.sum() == tokens * layers
 
 
@@ -146,11 +149,11 @@ def test_array_files(tmp_path, suffix):
     else:
         torch = pytest.importorskip("torch")
         torch.save(torch.tensor(weights), path)
-    workload = wl.load_trace(path, SMALL)
+    workload = file_workload(path, SMALL)
     np.testing.assert_array_equal(workload.weights, weights)
     two_d = tmp_path / "two.npy"
     np.save(two_d, weights[0])
-    assert wl.load_trace(two_d, SMALL).weights.shape == (1, 4, 8)
+    assert file_workload(two_d, SMALL).weights.shape == (1, 4, 8)
 
 
 def test_parquet_long_table(tmp_path):
@@ -158,17 +161,17 @@ def test_parquet_long_table(tmp_path):
     import pyarrow.parquet as pq
 
     counts = steps_array(steps=4, layers=3, experts=8, dense=(1,))
-    s, l, e = np.meshgrid(np.arange(4), np.arange(3), np.arange(8), indexing="ij")
-    table = pa.table({"step": s.ravel(), "layer": l.ravel(), "expert": e.ravel(), "count": counts.ravel()})
+    s, layer, e = np.meshgrid(np.arange(4), np.arange(3), np.arange(8), indexing="ij")
+    table = pa.table({"step": s.ravel(), "layer": layer.ravel(), "expert": e.ravel(), "count": counts.ravel()})
     path = tmp_path / "loads.parquet"
     pq.write_table(table, path)
-    loads = wl.read_loads(path, window_steps=2)
+    loads = read_loads(path, window_steps=2)
     np.testing.assert_array_equal(loads.weights, counts.reshape(2, 2, 3, 8).sum(1)[:, [0, 2]])
     assert "rows 1" in loads.notes[0]
     # per-token rows (no load column) with explicit windows
     tokens = pa.table({"window": [0, 0, 1], "layer": [0, 0, 0], "expert_id": [2, 2, 5]})
     pq.write_table(tokens, tmp_path / "tokens.parquet")
-    loads = wl.read_loads(tmp_path / "tokens.parquet")
+    loads = read_loads(tmp_path / "tokens.parquet")
     assert loads.weights.shape == (2, 1, 6) and loads.weights[0, 0, 2] == 2 and loads.weights[1, 0, 5] == 1
 
 
@@ -178,118 +181,26 @@ def test_parquet_long_table(tmp_path):
 @needs_traces
 def test_deepseek_v3_trace_loads():
     path = TRACES / "deepseek-v3-sglang" / "prefill_in4096.json"
-    workload = wl.load_trace(path, NO_OVERRIDES)
+    workload = file_workload(path, NO_OVERRIDES)
     assert workload.weights.shape == (1, 58, 256)
-    assert workload.topology == wl.PRESETS["deepseek-v3"].topology
+    assert workload.topology == PRESETS["deepseek-v3"].topology
     assert any("rows 0-2" in n for n in workload.notes)
-    skew = wl.layer_skew(workload)
+    skew = layer_skew(workload)
     assert 3 < np.median(skew) < 15 and (workload.weights > 0).all()
 
 
 @needs_traces
 def test_llama4_trace_loads_as_time_series():
     path = TRACES / "llama4-maverick-mmlu" / "abstract_algebra_anatomy.npz"
-    workload = wl.load_trace(path, NO_OVERRIDES, window_steps=16)
+    workload = file_workload(path, NO_OVERRIDES, window_steps=16)
     assert workload.weights.shape == (9, 24, 128)
-    assert workload.topology == wl.PRESETS["llama-4-maverick"].topology
+    assert workload.topology == PRESETS["llama-4-maverick"].topology
     with np.load(path) as z:
         tokens, step_counts = z["expert_id"].shape[0], z["step_counts"]
     assert workload.weights.sum() == tokens * 24
     np.testing.assert_array_equal(workload.weights[:8], step_counts[:128].reshape(8, 16, 24, 128).sum(1))
-    real = wl.get_workload("llama4-maverick-mmlu", "real")
+    real = get_workload("llama4-maverick-mmlu", "real")
     assert real.num_windows == 8 and real.kind == "trace"
-
-
-@needs_traces
-def test_real_suite_loads():
-    workloads = wl.load_suite("real")
-    names = {w.name for w in workloads}
-    assert {"dsv3-sglang-prefill", "llama4-maverick-mmlu", "olmoe-domains"} <= names
-    assert all(w.kind == "trace" for w in workloads)
-
-
-def test_real_suite_without_traces_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv(wl.TRACES_ENV, str(tmp_path / "absent"))
-    with pytest.raises(HarnessError) as excinfo:
-        wl.load_suite("real")
-    message = one_line_error(excinfo)
-    assert "traces folder" in message and wl.TRACES_ENV in message
-
-
-# --------------------------------------------------------------------------- synthetic families and suites
-
-
-@pytest.mark.parametrize("family", sorted(wl.FAMILIES))
-def test_families_are_seeded_and_deterministic(family):
-    first = wl.synthetic(family, "deepseek-v3", 7, 3)
-    again = wl.synthetic(family, "deepseek-v3", 7, 3)
-    other = wl.synthetic(family, "deepseek-v3", 8, 3)
-    assert first.id == again.id and first.id != other.id
-    assert np.array_equal(first.weights, again.weights)
-    assert first.weights.shape == (3, 58, 256) and (first.weights >= 0).all()
-    assert not np.array_equal(first.weights[0], first.weights[1])  # windows drift
-
-
-def test_suite_generation_is_bit_identical():
-    first, again = wl.load_suite("default"), wl.load_suite("default")
-    assert [w.id for w in first] == [w.id for w in again]
-    for a, b in zip(first, again):
-        assert a.weights.tobytes() == b.weights.tobytes()
-
-
-def test_default_suite_shape_and_cost():
-    workloads = wl.load_suite("default")
-    assert 3 <= len(workloads) <= 5
-    assert all(3 <= w.num_windows <= 5 for w in workloads)
-    adrs = [w for w in workloads if w.weights.shape[1:] == (58, 256) and w.topology == wl.Topology(288, 8, 4, 32)]
-    assert len(adrs) >= 2
-    assert sum(w.num_windows * w.num_layers * w.num_logical_experts for w in workloads) <= 140_000
-
-
-def test_every_suite_builds_and_names_agree():
-    specs = {}
-    for suite in wl.suite_names():
-        spec = wl.suite_spec(suite)
-        assert isinstance(spec.get("version"), int) and spec.get("description")
-        for entry in spec["workloads"]:
-            name = wl.entry_name(entry)
-            assert specs.setdefault(name, entry) == entry, f"{name} means two things"
-        if suite != "real":
-            workloads = wl.load_suite(suite)
-            assert len({w.name for w in workloads}) == len(workloads)
-    quick = wl.load_suite("quick")
-    assert sum(w.weights.size for w in quick) < 10_000
-
-
-def test_fitted_family_reproduces_the_fitted_skew():
-    figures = wl.fitted_figures("deepseek-v3")
-    workload = wl.synthetic("fitted", "deepseek-v3", 0, 2, source="deepseek-v3", drift=0.0)
-    logs = np.log(workload.weights / workload.weights.mean(-1, keepdims=True))
-    fitted_std = np.asarray(figures["per_layer"]["log_load_std"])
-    assert abs(logs.std(-1).mean() - fitted_std.mean()) < 0.05
-    share = (logs.reshape(2, 58, 8, 32).mean(-1).var(-1) / logs.var(-1)).mean()
-    assert share > 0.15  # groups run hot together, as in the trace (chance would be 0.03)
-    assert "source" in figures and "commit" in figures["source"]["origin"]
-    interpolated = wl.synthetic("fitted", "qwen3-235b-a22b", 0, 2, source="deepseek-v3")
-    assert interpolated.weights.shape == (2, 94, 128)
-
-
-def test_presets_hold_their_experts():
-    for name, preset in wl.PRESETS.items():
-        preset.topology.check(preset.num_logical_experts)
-        assert preset.source and preset.top_k >= 1, name
-    assert (wl.PRESETS["deepseek-v3"].num_layers, wl.PRESETS["deepseek-v3"].topology) == (58, wl.Topology(288, 8, 4, 32))
-
-
-def test_resolve_workloads_names_files_and_overrides(tmp_path):
-    default = wl.resolve_workloads(None, [], NO_OVERRIDES)
-    assert [w.name for w in default] == [wl.entry_name(e) for e in wl.suite_spec("default")["workloads"]]
-    (named,) = wl.resolve_workloads(None, ["v2lite-zipf-quick"], {**NO_OVERRIDES, "num_replicas": 96})
-    assert named.topology.num_replicas == 96 and named.name == "v2lite-zipf-quick"
-    steps = steps_array(steps=30, layers=26, experts=64, dense=())
-    path = write_adrs(tmp_path / "expert-load.json", steps)
-    (trace,) = wl.resolve_workloads("default", [str(path)], NO_OVERRIDES, window_steps=10)
-    assert trace.weights.shape == (3, 26, 64) and trace.topology == wl.PRESETS["deepseek-v2-lite"].topology
 
 
 # --------------------------------------------------------------------------- bad input
@@ -304,13 +215,13 @@ def test_truncated_json_is_a_clear_error(tmp_path):
             path = tmp_path / name
             path.write_text(text[:cut])
             with pytest.raises(HarnessError) as excinfo:
-                wl.read_loads(path, window_steps=1)
+                read_loads(path, window_steps=1)
             message = one_line_error(excinfo)
             assert str(path) in message and "truncated" in message
     path = tmp_path / "broken.json"
     path.write_text('{"load_history": [{"logical_expert_load": [[1, 2]]} {"logical_expert_load": [[3, 4]]}]}')
     with pytest.raises(HarnessError) as excinfo:
-        wl.read_loads(path, window_steps=1)
+        read_loads(path, window_steps=1)
     message = one_line_error(excinfo)
     assert str(path) in message and "not valid JSON" in message
 
@@ -321,80 +232,38 @@ def test_layer_count_disagreeing_with_topology(tmp_path):
     path = tmp_path / "wrong.json"
     path.write_text(json.dumps({"logical_count": counts.tolist()}))
     with pytest.raises(HarnessError) as excinfo:
-        wl.load_trace(path, NO_OVERRIDES, preset="deepseek-v3")
+        file_workload(path, NO_OVERRIDES, preset="deepseek-v3")
     assert "60" in one_line_error(excinfo) and "58" in str(excinfo.value)
     with pytest.raises(HarnessError) as excinfo:
-        wl.resolve_workloads(None, [str(path)], NO_OVERRIDES)
+        resolve_workloads(None, [str(path)], NO_OVERRIDES)
     assert "60 MoE layers" in one_line_error(excinfo) and "--num-replicas" in str(excinfo.value)
 
 
 def test_window_larger_than_trace(tmp_path):
     path = write_adrs(tmp_path / "expert-load.json", steps_array(steps=5))
     with pytest.raises(HarnessError) as excinfo:
-        wl.read_loads(path, window_steps=100)
+        read_loads(path, window_steps=100)
     assert "5 steps" in one_line_error(excinfo) and "--window-steps" in str(excinfo.value)
     npz = tmp_path / "trace.npz"
     np.savez(npz, expert_id=np.zeros((4, 2, 1), np.uint8), step=np.arange(4))
     with pytest.raises(HarnessError):
-        wl.read_loads(npz, window_steps=5)
+        read_loads(npz, window_steps=5)
     with pytest.raises(HarnessError):
-        wl.read_loads(path, window_steps=0)
-
-
-def test_unknown_suite_names_the_known_ones():
-    with pytest.raises(HarnessError) as excinfo:
-        wl.load_suite("no-such-suite")
-    message = one_line_error(excinfo)
-    assert "no-such-suite" in message and all(s in message for s in ("default", "quick", "full", "real", "adrs"))
+        read_loads(path, window_steps=0)
 
 
 def test_other_bad_input(tmp_path):
     with pytest.raises(HarnessError):
-        wl.synthetic("zipf", "deepseek-v3", 0, 2, sigma=1.0)  # not a zipf parameter
-    with pytest.raises(HarnessError):
-        wl.synthetic("group_hot", "mixtral-8x7b", 0, 2)  # no expert groups
-    with pytest.raises(HarnessError):
-        wl.resolve_workloads(None, ["no-such-workload"], NO_OVERRIDES)
-    with pytest.raises(HarnessError):
-        wl.read_loads(tmp_path / "missing.npy")
+        read_loads(tmp_path / "missing.npy")
     bad = tmp_path / "neg.npy"
     np.save(bad, -np.ones((2, 3)))
     with pytest.raises(HarnessError):
-        wl.read_loads(bad)
+        read_loads(bad)
     zero = tmp_path / "zero.npy"
     np.save(zero, np.zeros((2, 3)))
     with pytest.raises(HarnessError):
-        wl.read_loads(zero)
+        read_loads(zero)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"something": 1}))
     with pytest.raises(HarnessError):
-        wl.read_loads(other)
-
-
-# --------------------------------------------------------------------------- inspection and the CLI
-
-
-def test_summary_and_export(tmp_path):
-    workload = wl.get_workload("dsv3-fitted")
-    summary = wl.summarize_workload(workload)
-    assert summary["id"] == workload.id and summary["shape"] == {"windows": 4, "layers": 58, "experts": 256}
-    assert len(summary["skew_per_layer"]) == 58 and summary["skew"]["min"] > 1
-    text = wl.format_workload_summary(workload)
-    assert workload.id in text and "max/mean" in text
-    out = wl.export_workload(workload, tmp_path / "dsv3.npy")
-    np.testing.assert_array_equal(np.load(out), workload.weights)
-    with pytest.raises(HarnessError):
-        wl.export_workload(workload, tmp_path / "dsv3.csv")
-
-
-def test_workloads_command(tmp_path, capsys):
-    cli = pytest.importorskip("harness.cli")
-    assert cli.main(["workloads", "list", "--names"]) == 0
-    names = capsys.readouterr().out.split()
-    assert names[:4] == [wl.entry_name(e) for e in wl.suite_spec("default")["workloads"]]
-    assert cli.main(["workloads", "show", "v2lite-zipf-quick"]) == 0
-    assert "v2lite-zipf-quick@" in capsys.readouterr().out
-    assert cli.main(["workloads", "export", "v2lite-zipf-quick", "-o", str(tmp_path / "q.npy")]) == 0
-    assert np.load(tmp_path / "q.npy").shape == (2, 26, 64)
-    assert cli.main(["workloads", "list", "--suite", "nope"]) == 2
-    assert "known suites" in capsys.readouterr().err
+        read_loads(other)

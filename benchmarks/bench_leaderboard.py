@@ -11,7 +11,7 @@ and as the CLI a user runs:
 Then, since `run` writes one file per evaluation, it reads a store of `--small-files`
 one-row files (default 2,000) before and after `ResultStore.compact()`.
 
-    .venv/bin/python scripts/bench_leaderboard.py [--rows 100000] [--files 4] [--small-files 2000] [--keep DIR]
+    .venv/bin/python benchmarks/bench_leaderboard.py [--rows 100000] [--files 4] [--small-files 2000] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -21,18 +21,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from harness.report import COLUMNS, format_table, leaderboard, to_standings
+from harness.store import SCHEMA, ResultStore
 
-from harness.report import COLUMNS, format_table, leaderboard, leaderboard_table  # noqa: E402
-from harness.store import SCHEMA, ResultStore  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 WORKLOADS = 8
 LAYERS = 58
@@ -54,7 +53,7 @@ def build(root: Path, rows: int, files: int, seed: int = 0) -> None:
     skill = rng.normal(0.8, 0.05, candidates)
     bal = np.clip(skill[cand] + rng.normal(0, 0.03, rows) - 0.02 * work, 0.3, 1.0)
     runtime = np.exp(rng.normal(np.log(0.02), 0.8, candidates))[cand] * rng.lognormal(0, 0.05, rows)
-    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2026, 1, 1, tzinfo=UTC)
     created = [base + timedelta(seconds=int(s)) for s in rng.integers(0, 10**7, rows)]
     layer_values = (1 / bal)[:, None] + rng.normal(0, 0.05, (rows, LAYERS))
     nan = np.where(ok, 1.0, np.nan)
@@ -122,15 +121,16 @@ def main() -> int:
         started = time.perf_counter()
         build(root, args.rows, args.files)
         size = sum(p.stat().st_size for p in root.glob("*.parquet")) / 2**20
-        print(f"built {args.rows:,} rows in {args.files} files ({size:.1f} MiB) in {time.perf_counter() - started:.1f} s")
+        built_s = time.perf_counter() - started
+        print(f"built {args.rows:,} rows in {args.files} files ({size:.1f} MiB) in {built_s:.1f} s")
         store = ResultStore(root)
-        board = leaderboard(store.read(COLUMNS))
+        board = to_standings(leaderboard(store.read(COLUMNS)))
         print(f"{len(board):,} candidates ranked; top: {board[0].candidate_name} {board[0].balancedness:.4f}")
         timed("read the leaderboard's columns", lambda: store.read(COLUMNS))
         timed("read + rank as Standing objects + terminal table, in process",
-              lambda: format_table(leaderboard(store.read(COLUMNS))))
+              lambda: format_table(to_standings(leaderboard(store.read(COLUMNS)))))
         in_process = timed("read + rank as a table + terminal table (the CLI's path)",
-                           lambda: format_table(leaderboard_table(store.read(COLUMNS))))
+                           lambda: format_table(leaderboard(store.read(COLUMNS))))
         cli = [sys.executable, "-m", "harness", "leaderboard", "--results", str(root)]
         command = timed("`eplb-harness leaderboard` (process start included)",
                         lambda: subprocess.run(cli, check=True, capture_output=True, cwd=ROOT))

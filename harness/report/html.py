@@ -16,14 +16,17 @@ import html
 import io
 import math
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.report import (DISPLAY_HEADER, LAYER_COLUMN, PER_WORKLOAD, REFERENCE, Standing, display_rows, latest,
-                            pareto_mask)
+from harness.report.formats import DISPLAY_HEADER, display_rows
+from harness.report.standings import LAYER_COLUMN, PER_WORKLOAD, REFERENCE, Standing, latest
+from harness.stats import pareto_mask
+
+__all__ = ["render_html"]
 
 MAX_HEATMAP_ROWS = 30
 MAX_HEATMAP_COLUMNS = 40
@@ -75,10 +78,6 @@ def _short(text: str, limit: int = 36) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)
-
-
 def _png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -105,16 +104,16 @@ def _findings(standings: Sequence[Standing], reference: str, front: set[str]) ->
     ref = next((s for s in standings if s.candidate_name == reference), None)
     if ok:
         best = ok[0]
-        ci = f" ± {best.balancedness_ci95:.4f}" if _finite(best.balancedness_ci95) else ""
+        ci = f" ± {best.balancedness_ci95:.4f}" if math.isfinite(best.balancedness_ci95) else ""
         text = (f"Best by the sort key: <b>{_esc(best.candidate_name)}</b>, GPU balancedness "
                 f"{best.balancedness:.4f}{ci} (95% interval over {best.ok} workloads), median runtime "
                 f"{best.median_runtime_s * 1e3:.2f} ms")
-        if ref is not None and ref is not best and _finite(ref.balancedness):
+        if ref is not None and ref is not best and math.isfinite(ref.balancedness):
             text += f"; vs the reference {_esc(reference)}: {best.balancedness - ref.balancedness:+.4f} balancedness"
-            if _finite(best.speedup_vs_reference):
+            if math.isfinite(best.speedup_vs_reference):
                 text += f", {best.speedup_vs_reference:.2f}× its speed"
         items.append(text + ".")
-    if ref is not None and _finite(ref.balancedness):
+    if ref is not None and math.isfinite(ref.balancedness):
         others = [s for s in ok if s is not ref]
         better = sum(1 for s in others if s.balancedness > ref.balancedness)
         items.append(f"{better} of {len(others)} other fully-ok candidates balance better than the reference "
@@ -122,8 +121,8 @@ def _findings(standings: Sequence[Standing], reference: str, front: set[str]) ->
     elif ref is None:
         items.append(f"The reference {_esc(reference)} is not among these rows: no speedups.")
     if front:
-        items.append("Pareto front (balancedness up, runtime down): " + ", ".join(
-            f"<b>{_esc(name)}</b>" for name in sorted(front)[:MAX_LABELS]) + ("…" if len(front) > MAX_LABELS else "") + ".")
+        named = ", ".join(f"<b>{_esc(name)}</b>" for name in sorted(front)[:MAX_LABELS])
+        items.append(f"Pareto front (balancedness up, runtime down): {named}{'…' if len(front) > MAX_LABELS else ''}.")
     if failing:
         items.append(f"{len(failing)} candidate(s) failed on at least one workload; they rank last and are listed "
                      f"with their first error.")
@@ -133,7 +132,7 @@ def _findings(standings: Sequence[Standing], reference: str, front: set[str]) ->
 def _table(standings: Sequence[Standing], reference: str) -> str:
     header = "".join(f"<th>{_esc(h)}</th>" for h in (*DISPLAY_HEADER, "first error"))
     body = []
-    for s, cells in zip(standings, display_rows(standings)):
+    for s, cells in zip(standings, display_rows(standings), strict=True):
         kind = "failed" if s.first_error else "reference" if s.candidate_name == reference else ""
         tds = "".join(f'<td class="{"lineage" if i == len(cells) - 1 else "" if i in (1, 2) else "num"}" '
                       f'title="{_esc(s.candidate_hash) if i == 1 else ""}">{_esc(c)}</td>'
@@ -145,15 +144,15 @@ def _table(standings: Sequence[Standing], reference: str) -> str:
 
 
 def _scatter(standings: Sequence[Standing], reference: str) -> tuple[str, set[str]]:
-    clean = [s for s in standings if s.ok and not s.first_error and _finite(s.balancedness)
-             and _finite(s.median_runtime_s) and s.median_runtime_s > 0]
-    partial = [s for s in standings if s.ok and s.first_error and _finite(s.balancedness)
-               and _finite(s.median_runtime_s) and s.median_runtime_s > 0]
+    clean = [s for s in standings if s.ok and not s.first_error and math.isfinite(s.balancedness)
+             and math.isfinite(s.median_runtime_s) and s.median_runtime_s > 0]
+    partial = [s for s in standings if s.ok and s.first_error and math.isfinite(s.balancedness)
+               and math.isfinite(s.median_runtime_s) and s.median_runtime_s > 0]
     if not clean and not partial:
         return "<p>No candidate has an ok workload with a runtime: nothing to plot.</p>", set()
     values = np.array([[s.balancedness, s.median_runtime_s] for s in clean]).reshape(-1, 2)
     on_front = pareto_mask(values, (True, False))
-    front = {s.candidate_name for s, f in zip(clean, on_front) if f}
+    front = {s.candidate_name for s, f in zip(clean, on_front, strict=True) if f}
     figure = _new_figure(9.5, 5.6)
     axes = figure.add_subplot()
     x = values[:, 1] * 1e3
@@ -173,7 +172,7 @@ def _scatter(standings: Sequence[Standing], reference: str) -> tuple[str, set[st
     if ref is not None:
         axes.scatter([ref.median_runtime_s * 1e3], [ref.balancedness], marker="*", s=220, color="black",
                      label=f"reference ({reference})", zorder=5)
-    labelled = [s for s, f in zip(clean, on_front) if f][:MAX_LABELS]
+    labelled = [s for s, f in zip(clean, on_front, strict=True) if f][:MAX_LABELS]
     labelled += [s for s in clean[:3] if s not in labelled]  # the top of the table too
     if ref is not None and ref not in labelled:
         labelled.append(ref)
@@ -263,10 +262,10 @@ def _heatmap(rows: pa.Table, standings: Sequence[Standing], reference: str) -> s
         more.append(f"the top {MAX_HEATMAP_ROWS} of {len(standings)} candidates")
     if len(workloads) > MAX_HEATMAP_COLUMNS:
         more.append(f"{MAX_HEATMAP_COLUMNS} of {len(workloads)} workloads")
+    colour_text = (f"Colour: difference from the reference {_esc(reference)} on the same workload, blue better, "
+                   "red worse." if relative else "Colour: balancedness.")
     caption = ("Rows: candidates in rank order; columns: workloads. Cell text: GPU balancedness (or the status of a "
-               "failed evaluation, grey). " + (f"Colour: difference from the reference {_esc(reference)} on the same "
-                                               "workload, blue better, red worse." if relative else "Colour: balancedness.")
-               + (f" Showing {' and '.join(more)}." if more else ""))
+               "failed evaluation, grey). " + colour_text + (f" Showing {' and '.join(more)}." if more else ""))
     return _figure(_png(figure), "heatmap of balancedness per candidate and workload", caption)
 
 
@@ -309,8 +308,9 @@ def _per_layer(rows: pa.Table, standings: Sequence[Standing], reference: str, wo
     axes.set_title(f"Per-layer GPU load peak on {_short(name, 50)}")
     worse = int((b_layers > r_layers + 1e-9).sum()) if len(b_layers) == len(r_layers) else 0
     runner_up = next((s for s in standings if s.ok and not s.first_error), None) is ref
+    why = " (given)" if workload else ", where the best candidate gains most over the reference"
     caption = (("The reference ranks first; the runner-up is shown against it. " if runner_up else "") +
-               f"Workload <code>{_esc(chosen)}</code>{' (given)' if workload else ', where the best candidate gains most over the reference'}: "
+               f"Workload <code>{_esc(chosen)}</code>{why}: "
                f"for each layer, the busiest GPU's load over the mean GPU load (1.0 is perfect; the slowest GPU sets "
                f"the layer's time), mean over the window pairs of the predictive protocol. "
                f"{_esc(best.candidate_name)} peaks higher than the reference on {worse} of {len(b_layers)} layers.")
@@ -318,13 +318,14 @@ def _per_layer(rows: pa.Table, standings: Sequence[Standing], reference: str, wo
 
 
 def _delta_span(delta: float) -> str:
-    if not _finite(delta):
+    if not math.isfinite(delta):
         return '<span class="flat">Δ n/a</span>'
     kind = "up" if delta > 5e-5 else "down" if delta < -5e-5 else "flat"
     return f'<span class="{kind}">Δ {delta:+.4f}</span>'
 
 
-def _lineage(standings: Sequence[Standing]) -> str:
+def _lineage_tree(standings: Sequence[Standing]) -> str:
+    """The parents and the children diffs made from them, as nested HTML lists."""
     by_hash = {s.candidate_hash: s for s in standings}
     children: dict[str, list[Standing]] = {}
     for s in standings:
@@ -346,7 +347,7 @@ def _lineage(standings: Sequence[Standing]) -> str:
         if s is None:
             label = f'<b>{_esc(outside_name or candidate_hash[:12])}</b> <span class="tag">(not in this view)</span>'
         else:
-            bal = f"{s.balancedness:.4f}" if _finite(s.balancedness) else s.statuses
+            bal = f"{s.balancedness:.4f}" if math.isfinite(s.balancedness) else s.statuses
             label = f"<b>{_esc(s.candidate_name)}</b> #{s.rank} · balancedness {bal}"
             if s.parent_hash:
                 label += f" · {_delta_span(s.delta_vs_parent)} vs parent"
@@ -377,7 +378,7 @@ def render_html(rows: pa.Table, standings: Sequence[Standing], *, source: str = 
     rows = latest(rows, PER_WORKLOAD)
     scatter, front = _scatter(standings, reference)
     candidates, workloads = len(standings), len(set(rows["workload_id"].to_pylist())) if len(rows) else 0
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = (f"{candidates} candidates × {workloads} workloads from <code>{_esc(source)}</code>"
             f"{' · filters: ' + _esc(filters) if filters else ''} · sorted by {_esc(sort_by)} · "
             f"reference {_esc(reference)} · generated {stamp}")
@@ -390,7 +391,7 @@ def render_html(rows: pa.Table, standings: Sequence[Standing], *, source: str = 
         ("Balancedness vs runtime", scatter),
         ("Candidates × workloads", _heatmap(rows, standings, reference)),
         ("Per-layer GPU load: best candidate vs reference", _per_layer(rows, standings, reference, layer_workload)),
-        ("Lineage of diffs", _lineage(standings)),
+        ("Lineage of diffs", _lineage_tree(standings)),
     ]
     body = "".join(f"<h2>{_esc(title)}</h2>{content}" for title, content in sections)
     return ("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

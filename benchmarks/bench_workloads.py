@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """How long building the workload suites takes (target: the default suite under a second).
 
-Usage: scripts/bench_workloads.py [--repeat N] [SUITE ...]   (default: every suite; `real`
+Usage: .venv/bin/python benchmarks/bench_workloads.py [--repeat N] [SUITE ...]   (default: every suite; `real`
 only where the shared traces folder exists). Prints one line per suite: best and median
 wall time over N builds, workloads, windows and expert-load cells.
 """
@@ -12,18 +12,15 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from harness import workloads as wl  # noqa: E402
+from harness import workloads as wl
 
 
 def bench(suite: str, repeat: int) -> str:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
-        built = wl.load_suite(suite)
+        built = wl.suite_workloads(suite)
         times.append(time.perf_counter() - start)
     cells = sum(w.weights.size for w in built)
     windows = sum(w.num_windows for w in built)

@@ -1,15 +1,17 @@
+#!/usr/bin/env python3
 """Timing stability: the DeepSeek reference on the 58 x 256 DeepSeek-V3 preset, evaluated
 three times in a row with the default timing settings; prints the three medians and
 their spread (the target is within 10% of each other).
 
-    .venv/bin/python scripts/bench_timing.py [--device cpu|cuda] [--repeats 3]
+    .venv/bin/python benchmarks/bench_timing.py [--device cpu|cuda] [--repeats 3]
 """
 
 import argparse
 
 from harness.candidates import REFERENCE_PATH, load_candidate
-from harness.evaluate import Settings, evaluate
-from harness.workloads import synthetic
+from harness.evaluate import evaluate
+from harness.settings import Settings
+from harness.workloads import synthetic_workload
 
 
 def main() -> None:
@@ -17,7 +19,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    workload = synthetic("zipf", "deepseek-v3", seed=0, num_windows=4, exponent=0.6)
+    workload = synthetic_workload("zipf", "deepseek-v3", seed=0, num_windows=4, exponent=0.6)
     reference = load_candidate(REFERENCE_PATH)
     medians = []
     for attempt in range(args.repeats):

@@ -1,4 +1,4 @@
-#!/usr/bin/env python
+#!/usr/bin/env python3
 """Per-evaluation overhead of the harness, beside the candidate's own call time.
 
 Scores the DeepSeek reference on the DeepSeek-V3 preset (58 layers x 256 experts, 288
@@ -19,7 +19,7 @@ evaluation's wall time then splits exactly into:
 and then the store append (one Parquet file). The probe costs a few microseconds per
 call plus a small file write, counted under "between calls".
 
-Usage: .venv/bin/python scripts/bench_overhead.py [--repeats 5] [--threads 1]
+Usage: .venv/bin/python benchmarks/bench_overhead.py [--repeats 5] [--threads 1]
 """
 
 from __future__ import annotations
@@ -35,15 +35,13 @@ import uuid
 from dataclasses import asdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from harness.candidates import Candidate, load_candidate, source_hash  # noqa: E402
-from harness.evaluate import Settings, evaluate  # noqa: E402
-from harness.metrics import Placement, check_placement  # noqa: E402
-from harness.sandbox import _kill_tagged, run_worker, WorkerRequest  # noqa: E402
-from harness.store import ResultStore  # noqa: E402
-from harness.workloads import synthetic  # noqa: E402
+from harness.candidates import REFERENCE_PATH, Candidate, load_candidate, source_hash
+from harness.evaluate import evaluate
+from harness.metrics import Placement, check_placement
+from harness.sandbox import WorkerRequest, _kill_tagged, run_worker
+from harness.settings import Settings
+from harness.store import ResultStore
+from harness.workloads import synthetic_workload
 
 PROBE_HEAD = '''import json as _probe_json
 import time as _probe_time
@@ -90,8 +88,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
 
-    workload = synthetic("zipf", "deepseek-v3", 0, 4)
-    reference = load_candidate(ROOT / "candidates" / "deepseek_eplb.py")
+    workload = synthetic_workload("zipf", "deepseek-v3", 0, 4)
+    reference = load_candidate(REFERENCE_PATH)
     settings = Settings(threads=args.threads, timeout_s=300)
     phases: dict[str, list[float]] = {}
     one_call, calls_made = [], []
@@ -155,7 +153,8 @@ def main() -> None:
     print(f"{'  of answer back: /proc scan for escapees':<46} "
           f"{median_of(lambda: _kill_tagged(uuid.uuid4().hex), 20) * 1e3:9.1f} ms  (apart)")
     overhead, calls_s = med(phases["harness overhead per evaluation"]), med(phases["  candidate calls"])
-    print(f"overhead / candidate's own time: {overhead / calls_s:.1f}x; overhead = {overhead / med(one_call):.0f} calls")
+    print(f"overhead / candidate's own time: {overhead / calls_s:.1f}x; "
+          f"overhead = {overhead / med(one_call):.0f} calls")
 
 
 if __name__ == "__main__":

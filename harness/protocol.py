@@ -1,0 +1,134 @@
+"""What the parent (`harness.sandbox`) and the worker (`harness.worker`) agree on, written once.
+
+One evaluation is one work folder. The parent writes `candidate.py` (the program),
+`weights.npy` ([windows, layers, experts] float) and `request.json` (a `WorkerSettings`),
+then starts `worker_command(folder)`. The worker calls the candidate's
+`rebalance_experts` once per window and writes back `placements.npz` (the arrays named by
+`placement_key`, no pickle) and, last and atomically, `answer.json` (an `Answer`, an
+`OkAnswer` when the status is `ok`). The parent reads both as hostile input.
+
+Standard library only: the worker imports this before the candidate, so it must stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from typing import TypedDict, get_origin, get_type_hints
+
+__all__ = [
+    "ANSWER_BYTES", "ANSWER_FILE", "Answer", "CANDIDATE_FILE", "ENTRY_POINT", "ERROR_CHARS",
+    "EXCEPTION_MESSAGE_CHARS", "OK_ANSWER_FIELDS", "OUT_OF_MEMORY_MARKERS", "OkAnswer", "PLACEMENTS_FILE",
+    "PLACEMENT_ARRAYS", "REQUEST_FILE", "TOKEN_VARIABLE", "WEIGHTS_FILE", "WORKER_MODULE", "WORKER_STATUSES",
+    "WorkerSettings", "max_placement_elements", "mentions_out_of_memory", "placement_key", "shorten",
+    "worker_command",
+]
+
+WORKER_MODULE = "harness.worker"
+ENTRY_POINT = "rebalance_experts"  # the function a candidate defines
+
+# The work folder's files, by who writes them: the parent, then the worker.
+CANDIDATE_FILE = "candidate.py"
+WEIGHTS_FILE = "weights.npy"
+REQUEST_FILE = "request.json"
+PLACEMENTS_FILE = "placements.npz"
+ANSWER_FILE = "answer.json"
+
+# Set in the worker's environment to a per-evaluation token, so every process descended
+# from it, even one that left its process group, can be found and killed.
+TOKEN_VARIABLE = "EPLB_HARNESS_EVAL"
+
+# The worker cuts a candidate's exception message here: a 100 MB message must not become
+# a 100 MB row.
+EXCEPTION_MESSAGE_CHARS = 2000
+# The parent cuts any error text it takes from the worker here (the worker's message with
+# the stage it names, or whatever a forged answer holds).
+ERROR_CHARS = 4000
+# answer.json holds statuses, an error cut as above and timings; anything larger is forged.
+ANSWER_BYTES = 1 << 20
+
+WORKER_STATUSES = ("ok", "error", "invalid", "crash")
+# Matched in lower-cased text: an exception the worker describes, or the worker's stderr.
+OUT_OF_MEMORY_MARKERS = ("memoryerror", "std::bad_alloc", "can't allocate memory", "cannot allocate memory",
+                         "out of memory", "not enough memory")
+
+# What `rebalance_experts` returns, in order; one array of each per window.
+PLACEMENT_ARRAYS = ("phy2log", "log2phy", "logcnt")
+
+
+def worker_command(workdir: str) -> list[str]:
+    """The command line that runs the worker on the work folder `workdir`."""
+    return [sys.executable, "-m", WORKER_MODULE, workdir]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """request.json: the settings the worker runs the candidate with.
+
+    `topology` holds num_replicas, num_groups, num_nodes and num_gpus; `timing` holds
+    TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...);
+    `parent_pid` is the harness process the worker must not outlive."""
+
+    topology: dict[str, int]
+    device: str
+    threads: int
+    timing: dict[str, float]
+    memory_mb: int
+    parent_pid: int
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> WorkerSettings:
+        return cls(**json.loads(text))
+
+
+class Answer(TypedDict):
+    """answer.json, whatever happened: `status` is one of WORKER_STATUSES; `error` is
+    empty when it is `ok` and says what went wrong otherwise."""
+
+    status: str
+    error: str
+
+
+class OkAnswer(Answer):
+    """answer.json when the candidate ran: timings and facts of the run. The parent checks
+    every field's JSON type, so a field added here cannot be missing from a forged answer."""
+
+    runtime_samples_s: list[float]  # one per timed call, every window at least once
+    input_changed: list[bool]  # per window: the candidate wrote into the weights it was given
+    nondeterministic: bool  # a timed call returned another phy2log than the first call
+    threads: int
+    device_name: str
+    cuda_version: str
+    peak_device_memory_bytes: int
+
+
+# Each field of an `ok` answer with its JSON type (list, bool, int, str).
+OK_ANSWER_FIELDS: dict[str, type] = {
+    name: get_origin(hint) or hint for name, hint in get_type_hints(OkAnswer).items()
+}
+
+
+def placement_key(array: str, window: int) -> str:
+    """The name in placements.npz of one of PLACEMENT_ARRAYS for one window: `phy2log_0`."""
+    return f"{array}_{window}"
+
+
+def max_placement_elements(layers: int, experts: int, num_replicas: int) -> int:
+    """The most elements a returned array may hold: no legal array is larger than
+    log2phy with one column per slot."""
+    return layers * experts * num_replicas
+
+
+def mentions_out_of_memory(text: str) -> bool:
+    """Whether `text` (an exception described, a stderr tail) says memory ran out."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in OUT_OF_MEMORY_MARKERS)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    return f"{text[:limit]}... ({len(text)} characters)" if len(text) > limit else text
