@@ -32,12 +32,12 @@ import sys
 import tempfile
 import time
 import uuid
-from dataclasses import asdict
 from pathlib import Path
 
 from harness.candidates import REFERENCE_PATH, Candidate, load_candidate, source_hash
-from harness.evaluate import evaluate
+from harness.evaluate import evaluate, worker_settings
 from harness.metrics import Placement, check_placement
+from harness.protocol import PLACEMENT_ARRAYS, placement_key
 from harness.sandbox import WorkerRequest, _kill_tagged, run_worker
 from harness.settings import Settings
 from harness.store import ResultStore
@@ -127,12 +127,9 @@ def main() -> None:
             calls_made.append(len(calls))
 
     # Parts of the above timed apart: the placement checks, and the /proc scan.
-    outcome = run_worker(WorkerRequest(
-        source=reference.source, weights=workload.weights, topology=vars(workload.topology),
-        device=settings.device, threads=settings.threads, timing=asdict(settings.timing),
-        timeout_s=settings.timeout_s, memory_mb=settings.memory_mb,
-    ))
-    placements = [Placement(*(outcome.placements[f"{name}_{t}"] for name in ("phy2log", "log2phy", "logcnt")))
+    outcome = run_worker(WorkerRequest(reference.source, workload.weights, worker_settings(workload, settings),
+                                       settings.timeout_s))
+    placements = [Placement(*(outcome.placements[placement_key(array, t)] for array in PLACEMENT_ARRAYS))
                   for t in range(workload.num_windows)]
 
     def check_all() -> None:

@@ -35,7 +35,7 @@ from harness.metrics import (
     check_placement,
     moved_replicas,
 )
-from harness.protocol import PLACEMENT_ARRAYS, placement_key
+from harness.protocol import PLACEMENT_ARRAYS, WorkerSettings, placement_key
 from harness.results import EvalResult, RowContext, now
 from harness.sandbox import WorkerOutcome, WorkerRequest, run_worker
 from harness.settings import Settings, TimingConfig, default_jobs
@@ -43,7 +43,7 @@ from harness.stats import summarize
 from harness.store import AUTO_COMPACT_FILES, ResultStore
 from harness.workloads import Workload
 
-__all__ = ["RunReport", "context", "evaluate", "new_run_id", "run"]
+__all__ = ["RunReport", "context", "evaluate", "new_run_id", "run", "worker_settings"]
 
 
 def _version(package: str) -> str:
@@ -89,6 +89,12 @@ def context(candidate: Candidate, workload: Workload, settings: Settings, run_id
     )
 
 
+def worker_settings(workload: Workload, settings: Settings) -> WorkerSettings:
+    """What the worker needs to know of `settings` to run a candidate on `workload`."""
+    return WorkerSettings(topology=vars(workload.topology), device=settings.device, threads=settings.threads,
+                          timing=asdict(settings.timing), memory_mb=settings.memory_mb)
+
+
 def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_id: str = "adhoc",
              suite: str = "", reference_runtime_s: float = float("nan"),
              timeout_s: float | None = None) -> EvalResult:
@@ -100,10 +106,8 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
     if candidate.patch_error:
         return EvalResult.failed(ctx, "patch_failed", candidate.patch_error)
     outcome = run_worker(WorkerRequest(
-        source=candidate.source, weights=workload.weights, topology=vars(workload.topology),
-        device=settings.device, threads=settings.threads, timing=asdict(settings.timing),
-        timeout_s=settings.timeout_s if timeout_s is None else min(timeout_s, settings.timeout_s),
-        memory_mb=settings.memory_mb,
+        candidate.source, workload.weights, worker_settings(workload, settings),
+        settings.timeout_s if timeout_s is None else min(timeout_s, settings.timeout_s),
     ))
     answer = outcome.answer
     if outcome.status or answer["status"] != "ok":

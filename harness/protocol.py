@@ -68,14 +68,15 @@ class WorkerSettings:
 
     `topology` holds num_replicas, num_groups, num_nodes and num_gpus; `timing` holds
     TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...);
-    `parent_pid` is the harness process the worker must not outlive."""
+    `parent_pid` is the harness process the worker must not outlive (the sandbox sets it
+    when it starts the worker)."""
 
     topology: dict[str, int]
     device: str
     threads: int
     timing: dict[str, float]
     memory_mb: int
-    parent_pid: int
+    parent_pid: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

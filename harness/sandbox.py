@@ -39,7 +39,7 @@ import threading
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,17 +55,13 @@ PASSED_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD
 
 @dataclass(frozen=True)
 class WorkerRequest:
-    """What one worker process is asked to do; the worker itself gets the candidate, the
-    weights and a `protocol.WorkerSettings`."""
+    """What one worker process is asked to do: run the candidate `source` on every window
+    of `weights: [windows, layers, experts]` with `settings`, within `timeout_s`."""
 
     source: str
-    weights: np.ndarray  # [windows, layers, experts]
-    topology: dict[str, int]
-    device: str
-    threads: int
-    timing: dict[str, float]
+    weights: np.ndarray
+    settings: protocol.WorkerSettings
     timeout_s: float
-    memory_mb: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -218,7 +214,8 @@ def _read_placements(path: Path, request: WorkerRequest) -> dict[str, np.ndarray
     """placements.npz as arrays, checked for names, headers and sizes before any array is
     allocated; ValueError otherwise."""
     windows, layers, experts = request.weights.shape
-    member_bytes = 8 * protocol.max_placement_elements(layers, experts, request.topology["num_replicas"])  # as int64
+    num_replicas = request.settings.topology["num_replicas"]
+    member_bytes = 8 * protocol.max_placement_elements(layers, experts, num_replicas)  # as int64
     names = {protocol.placement_key(name, t) for t in range(windows) for name in protocol.PLACEMENT_ARRAYS}
     raw = _read_regular(path, len(names) * (member_bytes + 4096))
     arrays = {}
@@ -255,14 +252,11 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
         work = Path(workdir)
         (work / protocol.CANDIDATE_FILE).write_text(request.source)
         np.save(work / protocol.WEIGHTS_FILE, request.weights)
-        (work / protocol.REQUEST_FILE).write_text(protocol.WorkerSettings(
-            topology=request.topology, device=request.device, threads=request.threads, timing=request.timing,
-            memory_mb=request.memory_mb, parent_pid=os.getpid(),
-        ).to_json())
+        (work / protocol.REQUEST_FILE).write_text(replace(request.settings, parent_pid=os.getpid()).to_json())
         started = time.perf_counter()
         process = subprocess.Popen(
             protocol.worker_command(workdir),
-            cwd=workdir, env=_environment(workdir, request.threads, token), stdin=subprocess.DEVNULL,
+            cwd=workdir, env=_environment(workdir, request.settings.threads, token), stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
         )
         tails = (collections.deque(), collections.deque())

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TimingStats", "finite_or", "first_per_group", "group_mean", "group_median", "group_min", "mean_delta_vs_partner",
-           "pareto_mask", "summarize", "t975"]
+__all__ = ["TimingStats", "finite_or", "first_per_group", "group_mean", "group_median", "group_min",
+           "mean_delta_vs_partner", "pareto_mask", "summarize", "t975"]
 
 
 @dataclass(frozen=True)

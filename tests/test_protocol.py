@@ -90,8 +90,9 @@ def test_the_answer_fields_and_their_json_types():
 
 
 def test_an_ok_answer_lacking_a_field_is_refused():
-    request = WorkerRequest(source="", weights=np.ones((2, 2, 12)), topology={"num_replicas": 16}, device="cpu",
-                            threads=1, timing={}, timeout_s=1.0, memory_mb=1024)
+    settings = protocol.WorkerSettings(topology={"num_replicas": 16}, device="cpu", threads=1, timing={},
+                                       memory_mb=1024)
+    request = WorkerRequest(source="", weights=np.ones((2, 2, 12)), settings=settings, timeout_s=1.0)
     whole = {"status": "ok", "error": "", "runtime_samples_s": [0.01], "input_changed": [False, False],
              "nondeterministic": False, "threads": 1, "device_name": "cpu", "cuda_version": "",
              "peak_device_memory_bytes": 0}
@@ -104,11 +105,11 @@ def test_an_ok_answer_lacking_a_field_is_refused():
 
 def test_the_worker_answers_with_exactly_the_protocol_fields():
     weights = np.random.default_rng(0).random((2, 2, 12)) * 100
-    outcome = run_worker(WorkerRequest(
-        source=REFERENCE_PATH.read_text(), weights=weights,
+    settings = protocol.WorkerSettings(
         topology={"num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8}, device="cpu", threads=1,
-        timing={"warmup": 0, "min_samples": 1, "max_samples": 2, "min_time_s": 0.0}, timeout_s=120, memory_mb=4096,
-    ))
+        timing={"warmup": 0, "min_samples": 1, "max_samples": 2, "min_time_s": 0.0}, memory_mb=4096)
+    outcome = run_worker(WorkerRequest(source=REFERENCE_PATH.read_text(), weights=weights, settings=settings,
+                                       timeout_s=120))
     assert (outcome.status, outcome.answer["status"]) == ("", "ok"), (outcome.error, outcome.answer)
     assert set(outcome.answer) == set(protocol.OK_ANSWER_FIELDS)
     assert set(outcome.placements) == {protocol.placement_key(array, t)

@@ -41,8 +41,8 @@ from harness.report.standings import (
     to_standings,
 )
 
-__all__ = ["COLUMNS", "FORMATS", "LAYER_COLUMN", "PER_WORKLOAD", "REFERENCE", "SCORES", "SORT_KEYS", "Standing", "format_csv",
-           "format_json", "format_markdown", "format_table", "latest", "leaderboard", "render", "select",
+__all__ = ["COLUMNS", "FORMATS", "LAYER_COLUMN", "PER_WORKLOAD", "REFERENCE", "SCORES", "SORT_KEYS", "Standing",
+           "format_csv", "format_json", "format_markdown", "format_table", "latest", "leaderboard", "render", "select",
            "to_standings"]
 
 FORMATS = (*TEXT_FORMATS, "html")

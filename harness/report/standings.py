@@ -91,8 +91,9 @@ STANDING_FIELDS = tuple(f.name for f in fields(Standing))
 # The sort keys and whether higher is better.
 SORT_KEYS = {
     "balancedness": True, "replica_balancedness": True, "node_balancedness": True, "fit_balancedness": True,
-    "worst_balancedness": True, "group_spread": False, "moved_replicas_per_plan": False, "runtime_s": False, "median_runtime_s": False, "speedup_vs_reference": True, "combined_score": True,
-    "adrs_score": True, "delta_vs_parent": True, "ok": True, "candidate_name": False,
+    "worst_balancedness": True, "group_spread": False, "moved_replicas_per_plan": False, "runtime_s": False,
+    "median_runtime_s": False, "speedup_vs_reference": True, "combined_score": True, "adrs_score": True,
+    "delta_vs_parent": True, "ok": True, "candidate_name": False,
 }
 
 # The scores a search can rank by, by name: the `Standing` figure each one is, and what it means.
