@@ -12,6 +12,7 @@ The greedy packing is sequential over items (heaviest first) but vectorised over
 which gives the same placement as the original's per-row loop.
 """
 
+# EVOLVE-BLOCK-START
 import torch
 
 
@@ -191,3 +192,4 @@ def rebalance_experts(
         -1, phy2log * max_replicas_per_expert + phy_rank,
         torch.arange(num_replicas, dtype=torch.int64).expand(num_layers, -1))
     return phy2log, log2phy, logcnt
+# EVOLVE-BLOCK-END

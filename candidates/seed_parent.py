@@ -11,6 +11,7 @@ nodes) and changes two stages:
 Everything runs on the device of the input weight, which is never changed.
 """
 
+# EVOLVE-BLOCK-START
 import torch
 
 NUM_SWAP_ROUNDS = 4
@@ -321,3 +322,4 @@ def rebalance_experts(
     log2phy.view(num_layers, -1).scatter_(
         -1, phy2log * max_replicas_per_expert + phy_rank, slots.expand(num_layers, -1))
     return phy2log, log2phy, logcnt
+# EVOLVE-BLOCK-END

@@ -121,34 +121,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _json_number(value: float) -> float | None:
-    return None if isinstance(value, float) and math.isnan(value) else value
+def _json_value(value: object) -> object:
+    """A row or standing value as JSON has it: NaN and infinities as null, times in ISO 8601."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value.isoformat() if hasattr(value, "isoformat") else value
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pyarrow.compute as pc
+
     candidate_list = discover([args.program], args.parent)
     (candidate,) = candidate_list
     workloads = _workloads(args)
     settings = _settings(args)
     store = ResultStore(args.results)
     run(candidate_list, workloads, settings, store, suite=args.suite or "", jobs=args.jobs, fresh=args.fresh)
-    table = latest(store.read())
-    rows = [row for row in table.to_pylist() if row["candidate_hash"] == candidate.hash
-            and row["settings_hash"] == settings.hash and row["workload_id"] in {w.id for w in workloads}]
-    # The reference's rows of this run give the speedup its baseline.
-    board = to_standings(leaderboard(table, {candidate.hash, load_candidate(REFERENCE_PATH).hash},
-                                     {w.id for w in workloads}))
+    stored = latest(store.read())
+    table = stored.filter(pc.equal(stored["settings_hash"], settings.hash))
+    ids = [w.id for w in workloads]
+    # The reference's rows under the same settings give the speedup its baseline; the
+    # candidate is aggregated over all of its rows of this evaluation.
+    board = to_standings(leaderboard(table, {candidate.hash, load_candidate(REFERENCE_PATH).hash}, set(ids),
+                                     common_workloads=False))
     standing = next(s for s in board if s.candidate_hash == candidate.hash)
     if not args.json:
         print(format_table([standing]))
         return 0
+    # Every column of the stored row but the bulky text tails and the per-layer vector.
+    bulky = {"stdout_tail", "stderr_tail", LAYER_COLUMN}
+    by_id = {r["workload_id"]: r for r in table.to_pylist() if r["candidate_hash"] == candidate.hash}
+    rows = [{k: _json_value(v) for k, v in by_id[i].items() if k not in bulky} for i in ids if i in by_id]
     failed = next((r for r in rows if r["status"] != "ok"), None)
-    summary = {
-        "status": failed["status"] if failed else "ok", "error": failed["error"] if failed else "",
-        **{k: _json_number(getattr(standing, k)) for k in AGGREGATE_KEYS[2:]},
-        "workloads": [{"workload_id": r["workload_id"], **{k: _json_number(r[k]) for k in AGGREGATE_KEYS}}
-                      for r in rows],
-    }
+    aggregate = {k: _json_value(v) for k, v in vars(standing).items() if k not in ("rank", "workloads")}
+    aggregate.update(status=failed["status"] if failed else "ok", error=failed["error"] if failed else "")
+    # DESIGN.md's keys first, then every other figure of the leaderboard's `Standing`.
+    summary = {**{k: aggregate.pop(k) for k in AGGREGATE_KEYS}, **aggregate, "workloads": rows}
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -173,11 +181,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     if not len(rows):
         raise HarnessError(f"no result in {store.root}/ matches {described}")
     descending = {"high": True, "low": False}.get(args.order)
-    board = leaderboard(table, sort_by=args.sort, reference=args.reference, descending=descending, **filters)
+    board = leaderboard(table, sort_by=args.sort, reference=args.reference, descending=descending,
+                        common_workloads=not args.all_workloads, **filters)
     if args.limit:
         board = board.slice(0, args.limit)
     text = render(board, args.format, rows=rows, source=str(store.root), filters=described, reference=args.reference,
                   sort_by=args.sort, layer_workload=args.layer_workload)
+    if args.format in ("csv", "json"):  # they carry only the standings, so that they parse as they are
+        from harness.report import note
+
+        print(note(board), file=sys.stderr)
     if args.out is None:
         print(text)
         return 0
@@ -276,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     board_parser.add_argument("--format", default="table", choices=FORMATS, help="output format (default: table)")
     board_parser.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
     board_parser.add_argument("--limit", type=_positive_int, help="show only the first N candidates")
+    board_parser.add_argument("--all-workloads", action="store_true",
+                              help="rank each candidate over all of its own workloads (default: only on the "
+                                   "workloads every candidate has rows for; candidates that lack them are listed)")
     board_parser.add_argument("--layer-workload", metavar="NAME|ID",
                               help="html: the workload of the per-layer plot (default: where the best gains most)")
     board_parser.set_defaults(handler=cmd_leaderboard)

@@ -2,7 +2,8 @@
 
 One evaluation is one work folder. The parent writes `candidate.py` (the program),
 `weights.npy` ([windows, layers, experts] float) and `request.json` (a `WorkerSettings`),
-then starts `worker_command(folder)`. The worker calls the candidate's
+then asks the warm zygote (`zygote_command`, see `harness.zygote`) to fork a worker on
+that folder. The worker calls the candidate's
 `rebalance_experts` once per window and writes back `placements.npz` (the arrays named by
 `placement_key`, no pickle) and, last and atomically, `answer.json` (an `Answer`, an
 `OkAnswer` when the status is `ok`). The parent reads both as hostile input.
@@ -20,12 +21,14 @@ from typing import TypedDict, get_origin, get_type_hints
 __all__ = [
     "ANSWER_BYTES", "ANSWER_FILE", "Answer", "CANDIDATE_FILE", "ENTRY_POINT", "ERROR_CHARS",
     "EXCEPTION_MESSAGE_CHARS", "OK_ANSWER_FIELDS", "OUT_OF_MEMORY_MARKERS", "OkAnswer", "PLACEMENTS_FILE",
-    "PLACEMENT_ARRAYS", "REQUEST_FILE", "TOKEN_VARIABLE", "WEIGHTS_FILE", "WORKER_MODULE", "WORKER_STATUSES",
+    "PLACEMENT_ARRAYS", "REQUEST_FILE", "TOKEN_VARIABLE", "WEIGHTS_FILE", "WORKER_STATUSES", "ZYGOTE_MODULE",
+    "ZYGOTE_READY",
     "WorkerSettings", "max_placement_elements", "mentions_out_of_memory", "placement_key", "shorten",
-    "worker_command",
+    "zygote_command",
 ]
 
-WORKER_MODULE = "harness.worker"
+ZYGOTE_MODULE = "harness.zygote"
+ZYGOTE_READY = b"ready"  # what the zygote sends once numpy, torch and the worker are imported
 ENTRY_POINT = "rebalance_experts"  # the function a candidate defines
 
 # The work folder's files, by who writes them: the parent, then the worker.
@@ -57,9 +60,9 @@ OUT_OF_MEMORY_MARKERS = ("memoryerror", "std::bad_alloc", "can't allocate memory
 PLACEMENT_ARRAYS = ("phy2log", "log2phy", "logcnt")
 
 
-def worker_command(workdir: str) -> list[str]:
-    """The command line that runs the worker on the work folder `workdir`."""
-    return [sys.executable, "-m", WORKER_MODULE, workdir]
+def zygote_command(control_fd: int) -> list[str]:
+    """The command line that starts the warm zygote on the control socket `control_fd`."""
+    return [sys.executable, "-m", ZYGOTE_MODULE, str(control_fd)]
 
 
 @dataclass(frozen=True)
@@ -67,16 +70,13 @@ class WorkerSettings:
     """request.json: the settings the worker runs the candidate with.
 
     `topology` holds num_replicas, num_groups, num_nodes and num_gpus; `timing` holds
-    TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...);
-    `parent_pid` is the harness process the worker must not outlive (the sandbox sets it
-    when it starts the worker)."""
+    TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...)."""
 
     topology: dict[str, int]
     device: str
     threads: int
     timing: dict[str, float]
     memory_mb: int
-    parent_pid: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))

@@ -5,6 +5,9 @@ Arrow table of store rows (e.g. one you read once and query many times). Filters
 those of the leaderboard (`harness.report.select`): `runs`, `suites`, `workloads`
 (name or id), `devices`, `candidates` (name or hash prefix), each a list of values.
 Results are Arrow tables; `.to_pandas()` or `polars.from_arrow()` turn them into frames.
+The leaderboard queries compare candidates like for like (on the workloads they all have
+rows for, see `harness.report.comparison`) unless `common_workloads=False`; their table's
+`harness.report.comparison(board)` says how many workloads and who was left out.
 
     from harness import queries as q
     rows = q.table("results")                          # every row, every column
@@ -54,30 +57,33 @@ def latest(source: Source, per: Sequence[str] = PER_WORKLOAD, **filters: Iterabl
     return report.latest(select(table(source), **filters), per)
 
 
-def summary(source: Source, sort_by: str = "balancedness", reference: str = REFERENCE,
-            **filters: Iterable[str]) -> pa.Table:
+def summary(source: Source, sort_by: str = "balancedness", reference: str = REFERENCE, *,
+            common_workloads: bool = True, **filters: Iterable[str]) -> pa.Table:
     """The leaderboard as an Arrow table: one ranked row per candidate, the columns of
     `harness.report.Standing` (means over ok workloads, CI, median runtime, speedup vs
-    the reference, compatibility scores, lineage, first error)."""
-    return leaderboard(table(source, COLUMNS), sort_by=sort_by, reference=reference, **filters)
+    the reference, compatibility scores, lineage, first error), like for like unless
+    `common_workloads` is False."""
+    return leaderboard(table(source, COLUMNS), sort_by=sort_by, reference=reference,
+                       common_workloads=common_workloads, **filters)
 
 
 def top_k(source: Source, k: int, metric: str = "balancedness", *, higher_is_better: bool | None = None,
-          include_failed: bool = False, reference: str = REFERENCE, **filters: Iterable[str]) -> pa.Table:
+          include_failed: bool = False, reference: str = REFERENCE, common_workloads: bool = True,
+          **filters: Iterable[str]) -> pa.Table:
     """The `k` best candidates by `metric` (a `summary` column; better is the metric's own
     direction unless `higher_is_better` says otherwise). Candidates with a failed workload
     are left out unless `include_failed` (they would rank last anyway)."""
     if metric not in SORT_KEYS:
         raise HarnessError(f"unknown metric {metric!r}; one of {sorted(SORT_KEYS)}")
     ranked = leaderboard(table(source, COLUMNS), sort_by=metric, reference=reference, descending=higher_is_better,
-                         **filters)
+                         common_workloads=common_workloads, **filters)
     if not include_failed:
         ranked = ranked.filter(pc.equal(ranked["workloads"], ranked["ok"]))
     return ranked.slice(0, k)
 
 
 def pareto_front(source: Source, objectives: Mapping[str, str] | None = None, *, include_failed: bool = False,
-                 reference: str = REFERENCE, **filters: Iterable[str]) -> pa.Table:
+                 reference: str = REFERENCE, common_workloads: bool = True, **filters: Iterable[str]) -> pa.Table:
     """The candidates no other beats on every objective, as `summary` rows in rank order.
     `objectives` maps `summary` columns to "max" or "min" (default: balancedness max,
     median_runtime_s min). Candidates with a failed workload take no part unless
@@ -86,7 +92,7 @@ def pareto_front(source: Source, objectives: Mapping[str, str] | None = None, *,
     bad = {k: v for k, v in objectives.items() if v not in ("max", "min")}
     if bad:
         raise HarnessError(f"objectives must be 'max' or 'min': {bad}")
-    ranked = summary(source, reference=reference, **filters)
+    ranked = summary(source, reference=reference, common_workloads=common_workloads, **filters)
     missing = [k for k in objectives if k not in ranked.column_names]
     if missing:
         raise HarnessError(f"unknown objective(s) {missing}; columns are {ranked.column_names}")
@@ -118,11 +124,13 @@ def resolve(source: Source, candidate: str) -> str:
 def lineage(source: Source, candidate: str, reference: str = REFERENCE) -> list[dict]:
     """The chain of programs that led to `candidate` (name, hash or hash prefix), root
     first: per link its hash, name, the diff that made it from the previous link, its
-    mean GPU balancedness and its change vs its parent (NaN where the store lacks a link's
-    rows; a link whose parent the store never saw ends the chain there)."""
+    mean GPU balancedness over all of its own workloads and its change vs its parent on
+    the workloads both have (NaN where the store lacks a link's rows; a link whose parent
+    the store never saw ends the chain there)."""
     rows = table(source, COLUMNS)
     target = resolve(rows, candidate)
-    board = {r["candidate_hash"]: r for r in leaderboard(rows, reference=reference).to_pylist()}
+    ranked = leaderboard(rows, reference=reference, common_workloads=False)  # every link, whatever it ran on
+    board = {r["candidate_hash"]: r for r in ranked.to_pylist()}
     chain, seen = [], set()
     current = target
     while current and current not in seen:
@@ -138,9 +146,10 @@ def lineage(source: Source, candidate: str, reference: str = REFERENCE) -> list[
     return chain[::-1]
 
 
-def children(source: Source, candidate: str, reference: str = REFERENCE) -> pa.Table:
+def children(source: Source, candidate: str, reference: str = REFERENCE, *,
+             common_workloads: bool = True) -> pa.Table:
     """The `summary` rows of the candidates made from `candidate` by one diff."""
     rows = table(source, COLUMNS)
     parent = resolve(rows, candidate)
-    ranked = summary(rows, reference=reference)
+    ranked = summary(rows, reference=reference, common_workloads=common_workloads)
     return ranked.filter(pc.equal(ranked["parent_hash"], parent))

@@ -1,9 +1,10 @@
 """Parent side of the worker: one candidate process per evaluation, never trusted.
 
-The worker runs in a new session (its own process group) with a scrubbed environment, a
-fresh temporary working directory and a memory cap; a wall-clock timeout kills the whole
-group, grandchildren included. Its stdout and stderr are drained continuously and only
-a bounded tail is kept, so a flood can neither block it nor fill memory.
+The worker is forked by the warm zygote (`harness.zygote`, which has imported numpy and
+torch once) and runs in a new session (its own process group) with a scrubbed
+environment, a fresh temporary working directory and a memory cap; a wall-clock timeout
+kills the whole group, grandchildren included. Its stdout and stderr are drained
+continuously and only a bounded tail is kept, so a flood can neither block it nor fill memory.
 
 What parent and worker agree on (files, fields, limits) is `harness.protocol`'s.
 Everything the worker leaves behind is read as hostile input, because the candidate runs
@@ -12,12 +13,13 @@ must be regular files of bounded size, well formed, with every field the evaluat
 reads of the right type; array headers are checked before any array is allocated. A
 broken or implausible answer (say runtime samples of zero) makes an `invalid` result,
 never an exception here. Descendants that leave the process group (`setsid`, a daemon's
-double fork) are found by a per-evaluation token in their inherited environment and
-killed too, and the worker asks the kernel to kill it if the harness dies.
+double fork) are killed too: the zygote holds them as a child subreaper, and those that
+started another program are also found by a per-evaluation token in their environment.
+Everything dies with the harness.
 
 Limits (a process boundary, not a security boundary): the candidate runs as the same
-user, so it can read what that user can, use the network, kill its parent, or escape
-cleanup by clearing its environment and leaving the session. The runtime samples are
+user, so it can read what that user can, use the network, or kill its parent (the
+zygote: the evaluations in flight then crash, and a new zygote serves the next). The runtime samples are
 measured inside the candidate's own process: they are checked for plausibility
 (positive, finite, adding up to no more than the worker's wall time), but a candidate
 that rewrites the worker's clock plausibly cannot be caught there. Run code from
@@ -39,12 +41,12 @@ import threading
 import time
 import uuid
 import zipfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from harness import protocol
+from harness import protocol, zygote
 
 __all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "run_worker"]
 
@@ -91,14 +93,16 @@ def _tail_text(tail: collections.deque) -> str:
     return b"".join(tail)[-TAIL_BYTES:].decode("utf-8", errors="replace")
 
 
-def _environment(workdir: str, threads: int, token: str) -> dict[str, str]:
+def _environment(threads: int) -> dict[str, str]:
+    """The scrubbed environment: what a worker may see of the user's, and the harness's."""
     env = {key: os.environ[key] for key in PASSED_ENV if key in os.environ}
-    env.update(
-        HOME=workdir, TMPDIR=workdir, PYTHONPATH=str(PACKAGE_ROOT), PYTHONHASHSEED="0",
-        PYTHONDONTWRITEBYTECODE="1", OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-    )
-    env[protocol.TOKEN_VARIABLE] = token
+    env.update(PYTHONPATH=str(PACKAGE_ROOT), PYTHONHASHSEED="0", PYTHONDONTWRITEBYTECODE="1",
+               OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
     return env
+
+
+def _worker_environment(workdir: str, threads: int, token: str) -> dict[str, str]:
+    return {**_environment(threads), "HOME": workdir, "TMPDIR": workdir, protocol.TOKEN_VARIABLE: token}
 
 
 def _kill_group(pgid: int) -> None:
@@ -252,27 +256,32 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
         work = Path(workdir)
         (work / protocol.CANDIDATE_FILE).write_text(request.source)
         np.save(work / protocol.WEIGHTS_FILE, request.weights)
-        (work / protocol.REQUEST_FILE).write_text(replace(request.settings, parent_pid=os.getpid()).to_json())
+        (work / protocol.REQUEST_FILE).write_text(request.settings.to_json())
+        (stdout_read, stdout_write), (stderr_read, stderr_write) = os.pipe(), os.pipe()
         started = time.perf_counter()
-        process = subprocess.Popen(
-            protocol.worker_command(workdir),
-            cwd=workdir, env=_environment(workdir, request.settings.threads, token), stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-        )
+        try:
+            # numpy and torch start no thread in the zygote: one thread per worker is the
+            # default, and the worker sets torch's own count.
+            child = zygote.spawn(workdir, _worker_environment(workdir, request.settings.threads, token),
+                                 _environment(1), stdout_write, stderr_write)
+        finally:
+            os.close(stdout_write)
+            os.close(stderr_write)
         tails = (collections.deque(), collections.deque())
-        drains = [threading.Thread(target=_drain, args=(stream, tail), daemon=True)
-                  for stream, tail in zip((process.stdout, process.stderr), tails, strict=True)]
+        drains = [threading.Thread(target=_drain, args=(os.fdopen(fd, "rb", buffering=0), tail), daemon=True)
+                  for fd, tail in zip((stdout_read, stderr_read), tails, strict=True)]
         for thread in drains:
             thread.start()
         try:
-            process.wait(timeout=request.timeout_s)
+            returncode = child.wait(request.timeout_s)
             timed_out = False
         except subprocess.TimeoutExpired:
             timed_out = True
         # Whatever happened, nothing the candidate started may outlive its evaluation.
-        _kill_group(process.pid)
+        _kill_group(child.pid)
         _kill_tagged(token)
-        process.wait()
+        if timed_out:
+            returncode = child.reap()
         wall_s = time.perf_counter() - started
         for thread in drains:
             thread.join(timeout=5)
@@ -282,7 +291,7 @@ def run_worker(request: WorkerRequest) -> WorkerOutcome:
         if timed_out:
             status, error, answer = "timeout", f"no answer within {request.timeout_s:g} s; process group killed", {}
         elif not os.path.lexists(answer_path):
-            status, error, answer = "crash", _exit_reason(process.returncode, stderr_tail), {}
+            status, error, answer = "crash", _exit_reason(returncode, stderr_tail), {}
         else:
             status, error = "", ""
             try:

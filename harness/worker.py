@@ -1,4 +1,5 @@
-"""The worker: runs one candidate in a process of its own (`python -m harness.worker DIR`).
+"""The worker: runs one candidate in a process of its own, a child of the warm zygote
+(`harness.zygote`) that calls `serve(DIR)` once the child is isolated.
 
 It reads the request and the weights from DIR, imports the candidate before anything
 heavy, calls `rebalance_experts` once per window for the placements, then times further
@@ -6,8 +7,9 @@ calls, and writes back exactly one answer as plain data: the placements (arrays,
 pickle) and the answer. The files and their fields are `harness.protocol`'s. The parent
 trusts none of it: it re-checks every placement and recomputes every figure.
 
-Only stdlib (and the harness's stdlib-only modules) is imported at module level, so the
-candidate's import runs first and an import-time hang or crash is the candidate's own.
+Only stdlib (and the harness's stdlib-only modules) is imported at module level; numpy
+and torch are already in the zygote, so importing them here costs nothing, and an
+import-time hang or crash of the candidate is its own.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
+import os
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 from harness import protocol
 from harness.files import write_atomically
@@ -192,25 +196,9 @@ def _limit_memory(memory_mb: int, device: str) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when the harness dies (a harness killed
-    midway must not leave a hung candidate running forever); Linux only."""
-    import ctypes
-    import os
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() != parent_pid:  # the parent died before prctl
-        os._exit(1)
-
-
-def main() -> None:
-    workdir = Path(sys.argv[1])
+def serve(workdir: Path) -> NoReturn:
+    """Run the evaluation whose files are in `workdir`, write its answer, and end the process."""
     request = protocol.WorkerSettings.from_json((workdir / protocol.REQUEST_FILE).read_text())
-    _die_with_parent(request.parent_pid)
     _limit_memory(request.memory_mb, request.device)
     try:
         answer = run(request, workdir)
@@ -222,10 +210,4 @@ def main() -> None:
     sys.stderr.flush()
     # Skip interpreter teardown: a candidate's leftover threads or atexit hooks must not
     # turn a finished evaluation into a hang.
-    import os
-
     os._exit(0)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from harness.candidates import REFERENCE_PATH
 from harness.sandbox import WorkerRequest, _checked_answer, run_worker
 
 HARNESS = Path(protocol.__file__).parent
-SIDES = [HARNESS / "sandbox.py", HARNESS / "worker.py"]
+SIDES = [HARNESS / "sandbox.py", HARNESS / "worker.py", HARNESS / "zygote.py"]
 
 
 def _code_strings(path: Path) -> list[str]:
@@ -33,10 +34,10 @@ def _code_strings(path: Path) -> list[str]:
 @pytest.mark.parametrize("path", SIDES, ids=lambda path: path.stem)
 def test_both_sides_take_the_contract_from_protocol(path):
     source = path.read_text()
-    assert "from harness import protocol" in source
+    assert re.search(r"^from harness import (.*, )?protocol\b", source, re.M)
     strings = _code_strings(path)
     shared = [protocol.CANDIDATE_FILE, protocol.WEIGHTS_FILE, protocol.REQUEST_FILE, protocol.PLACEMENTS_FILE,
-              protocol.ANSWER_FILE, protocol.ENTRY_POINT, protocol.TOKEN_VARIABLE, protocol.WORKER_MODULE,
+              protocol.ANSWER_FILE, protocol.ENTRY_POINT, protocol.TOKEN_VARIABLE, protocol.ZYGOTE_MODULE,
               protocol.placement_key("phy2log", 0)[:-1]]
     for name in shared:
         assert not [s for s in strings if name in s], f"{path.name} spells {name!r} itself"
@@ -72,7 +73,7 @@ def test_other_texts_are_not_out_of_memory(text):
 def test_the_request_file_round_trips():
     settings = protocol.WorkerSettings(topology={"num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8},
                                        device="cpu", threads=2, timing={"warmup": 1, "min_time_s": 0.5},
-                                       memory_mb=2048, parent_pid=123)
+                                       memory_mb=2048)
     assert protocol.WorkerSettings.from_json(settings.to_json()) == settings
     with pytest.raises(TypeError):
         protocol.WorkerSettings.from_json(json.dumps({"device": "cpu"}))

@@ -6,6 +6,7 @@ import pytest
 from helpers import row, store_of, suite_rows
 
 from harness import queries
+from harness.report import comparison
 
 # ---------------------------------------------------------------------------- queries
 
@@ -30,3 +31,18 @@ def test_queries_for_a_search_loop(tmp_path):
     assert queries.summary(store.root, suites=["s1"]).num_rows == 4
 
 
+
+
+def test_queries_compare_like_for_like_and_lineage_keeps_every_link(tmp_path):
+    # the parent ran w0-w2; its child only w0, where it is worse than the parent's mean
+    rows = [row("par", w, bal) for w, bal in (("w0", 0.7), ("w1", 0.9), ("w2", 0.95))]
+    rows += [row("kid", "w0", 0.8, parent="hpar", diff="kid.diff"), row("odd", "w7", 0.99)]
+    store = store_of(tmp_path, rows)
+    assert queries.top_k(store, 2)["candidate_name"].to_pylist() == ["kid", "par"]  # on w0, the one they share
+    board = queries.summary(store)
+    assert comparison(board).left_out == ("odd",) and comparison(board).workloads == 1
+    assert queries.top_k(store, 3, common_workloads=False)["candidate_name"].to_pylist() == ["odd", "par", "kid"]
+    chain = queries.lineage(store, "kid")  # each link over all of its own workloads
+    assert [c["candidate_name"] for c in chain] == ["par", "kid"]
+    assert chain[0]["balancedness"] == pytest.approx(0.85) and chain[1]["delta_vs_parent"] == pytest.approx(0.1)
+    assert queries.children(store, "par")["candidate_name"].to_pylist() == ["kid"]

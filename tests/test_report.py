@@ -14,6 +14,8 @@ from helpers import row, store_of, suite_rows
 
 from harness.cli import main
 from harness.report import (
+    Comparison,
+    comparison,
     format_csv,
     format_json,
     format_markdown,
@@ -72,8 +74,11 @@ def test_newest_row_per_candidate_and_workload_counts():
     newest = latest(table, ("candidate_hash", "workload_id"))
     assert sorted(zip(newest["candidate_name"].to_pylist(), newest["balancedness"].to_pylist(), strict=True)) == [
         ("a", 0.7), ("a", 0.9), ("b", 0.8)]
-    board = by_name(to_standings(leaderboard(table)))
+    board = by_name(to_standings(leaderboard(table, common_workloads=False)))
     assert board["a"].balancedness == pytest.approx(0.8) and board["b"].statuses == "ok:1"
+    # like for like (the default): both on w0, the one workload b has
+    board = by_name(to_standings(leaderboard(table)))
+    assert board["a"].balancedness == pytest.approx(0.7) and board["a"].uncompared_workloads == 1
     # the default key is the evaluation: another settings hash is another evaluation
     other = to_table([row("a", "w0", 0.1, settings_hash="t", minutes=9)])
     assert len(latest(pa.concat_tables([table, other]))) == 4
@@ -133,3 +138,62 @@ def test_cli_leaderboard_filters_formats_and_out(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(store.root), "--device", "cuda"]) == 2
     assert "matches --device cuda" in capsys.readouterr().err
     assert main(["leaderboard", "--results", str(tmp_path / "none")]) == 2
+
+
+# ---------------------------------------------------------------------------- like for like
+
+def overlapping_rows():
+    """a on w0-w2 and b on w1-w3 (they share w1 and w2), c only on w9, d timed out on w1."""
+    rows = [row("a", w, bal) for w, bal in (("w0", 0.9), ("w1", 0.8), ("w2", 0.7))]
+    rows += [row("b", w, bal) for w, bal in (("w1", 0.85), ("w2", 0.75), ("w3", 0.95))]
+    return rows + [row("c", "w9", 0.99), row("d", "w1", status="timeout")]
+
+
+def test_leaderboard_compares_on_the_workloads_all_candidates_have():
+    board = leaderboard(to_table(overlapping_rows()))
+    s = by_name(to_standings(board))
+    assert [b.candidate_name for b in to_standings(board)] == ["b", "a", "d"]  # c has no row on w1 or w2
+    assert s["a"].balancedness == pytest.approx(0.75) and s["b"].balancedness == pytest.approx(0.80)
+    assert (s["a"].workloads, s["a"].uncompared_workloads, s["d"].workloads) == (2, 1, 1)
+    # d failed, so it does not narrow the others' comparison; it is shown on its row among them
+    assert s["d"].statuses == "timeout:1" and s["d"].uncompared_workloads == 0
+    compared = comparison(board)
+    assert compared == Comparison(True, 2, 3, left_out=("c",), more_rows=("a", "b"))
+    text = format_table(board)
+    assert "Compared on the 2 workloads all 3 candidates have rows for." in text
+    assert "not used: a, b. Left out, with no row on these workloads: c." in text
+    assert "Left out" in format_markdown(board)
+    assert comparison(board.slice(0, 1)) == compared  # what --limit does keeps it
+
+
+def test_all_workloads_ranks_each_over_its_own():
+    board = leaderboard(to_table(overlapping_rows()), common_workloads=False)
+    s = by_name(to_standings(board))
+    assert [b.candidate_name for b in to_standings(board)][:3] == ["c", "b", "a"]
+    assert s["a"].balancedness == pytest.approx(0.80) and s["b"].balancedness == pytest.approx(0.85)
+    assert s["a"].workloads == 3 and s["c"].workloads == 1 and s["a"].uncompared_workloads == 0
+    assert comparison(board) == Comparison(False, 5, 4, fewer_rows=("a", "b", "c", "d"))
+    assert "not like for like" in format_table(board)
+
+
+def test_one_shared_workload_set_leaves_nobody_out():
+    board = leaderboard(to_table(suite_rows()))
+    assert comparison(board) == Comparison(True, 3, 4)
+    assert format_table(board).count("Compared on the 3 workloads all 4 candidates have rows for.") == 1
+    assert "--all-workloads" not in format_table(board)
+    empty = leaderboard(to_table(suite_rows()), candidates=["nobody"])
+    assert len(empty) == 0 and comparison(empty) == Comparison(True, 0, 0)
+
+
+def test_cli_leaderboard_says_what_it_compared(tmp_path, capsys):
+    store = store_of(tmp_path, overlapping_rows())
+    assert main(["leaderboard", "--results", str(store.root), "--format", "json"]) == 0
+    out, err = capsys.readouterr()
+    assert [r["candidate_name"] for r in json.loads(out)] == ["b", "a", "d"]  # stdout stays plain JSON
+    assert "Compared on the 2 workloads" in err and "Left out" in err
+    assert main(["leaderboard", "--results", str(store.root), "--format", "json", "--all-workloads"]) == 0
+    out, err = capsys.readouterr()
+    assert {r["candidate_name"]: r["workloads"] for r in json.loads(out)} == {"a": 3, "b": 3, "c": 1, "d": 1}
+    assert "Each candidate over all of its own workloads" in err
+    assert main(["leaderboard", "--results", str(store.root)]) == 0
+    assert "Left out, with no row on these workloads: c." in capsys.readouterr().out

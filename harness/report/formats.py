@@ -1,8 +1,10 @@
 """The leaderboard as text: a terminal table, Markdown, CSV and JSON.
 
 Every formatter takes a `Board`: a `leaderboard` table or its `Standing` records. The
-table and Markdown show `DISPLAY_HEADER`'s columns, rounded, and list failures below;
-CSV and JSON carry every `Standing` field at full precision, NaN as empty or null.
+table and Markdown show `DISPLAY_HEADER`'s columns, rounded, then which workloads were
+compared (`Comparison.note`, from a leaderboard table) and the failures; CSV and JSON
+carry every `Standing` field at full precision, NaN as empty or null, and nothing else,
+so that they parse as they are (`note(board)` gives their reader the comparison).
 """
 
 from __future__ import annotations
@@ -16,14 +18,22 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from harness.report.comparison import comparison
 from harness.report.standings import STANDING_FIELDS, Standing
 
 __all__ = ["DISPLAY_HEADER", "TEXT_FORMATS", "Board", "display_columns", "display_rows", "format_csv", "format_json",
-           "format_markdown", "format_table", "render_text"]
+           "format_markdown", "format_table", "note", "render_text"]
 
 Board = Sequence[Standing] | pa.Table  # what the formatters take: standings or a leaderboard table
 DISPLAY_HEADER = ("rank", "candidate", "status", "gpu_bal", "±95%", "replica_bal", "node_bal", "group_spread",
                   "runtime_ms", "speedup", "combined", "adrs_score", "Δbal_parent", "lineage")
+
+
+def note(board: Board) -> str:
+    """Which workloads the leaderboard compared and who was left out ("" for standings,
+    which do not carry it)."""
+    compared = comparison(board) if isinstance(board, pa.Table) else None
+    return compared.note() if compared else ""
 
 
 def _columns(board: Board) -> dict[str, list]:
@@ -86,8 +96,10 @@ def format_table(board: Board) -> str:
         pad = str.ljust if i in left else str.rjust
         padded.append([pad(head, width)] + [pad(cell, width) for cell in cells])
     text = ["  ".join(line).rstrip() for line in zip(*padded, strict=True)]
+    compared = note(board)
     errors = [f"  {name}: {error}" for name, error in _failures(c, 160)]
-    return "\n".join(text + (["failures (first per candidate):"] + errors if errors else []))
+    return "\n".join(text + ([compared] if compared else []) +
+                     (["failures (first per candidate):"] + errors if errors else []))
 
 
 def format_markdown(board: Board) -> str:
@@ -99,8 +111,10 @@ def format_markdown(board: Board) -> str:
     right = "|".join("---:" if i not in (1, 2, len(DISPLAY_HEADER) - 1) else "---" for i in range(len(DISPLAY_HEADER)))
     lines = ["| " + " | ".join(DISPLAY_HEADER) + " |", f"|{right}|"]
     lines += ["| " + " | ".join(cell(x) for x in row) + " |" for row in zip(*display_columns(c), strict=True)]
+    compared = note(board)
     errors = [f"- `{name}`: {cell(error)}" for name, error in _failures(c, 300)]
-    return "\n".join(lines + (["", "Failures (first per candidate):", ""] + errors if errors else []))
+    return "\n".join(lines + (["", compared] if compared else []) +
+                     (["", "Failures (first per candidate):", ""] + errors if errors else []))
 
 
 def _plain(value):

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harness.report.comparison import Comparison
 from harness.report.formats import DISPLAY_HEADER, display_rows
 from harness.report.standings import LAYER_COLUMN, PER_WORKLOAD, REFERENCE, Standing, latest
 from harness.stats import pareto_mask
@@ -57,6 +58,7 @@ ul.tree li { margin: 3px 0; }
 .up { color: #1a7f37; font-weight: 600; } .down { color: #cf222e; font-weight: 600; } .flat { color: #57606a; }
 .tag { font-size: 0.8em; color: #57606a; }
 .findings li { margin: 4px 0; }
+p.note { background: #fff8c5; border: 1px solid #d4a72c; padding: 6px 10px; border-radius: 4px; }
 """
 
 # Marks the page with how many of its images decoded (a browser test reads it).
@@ -264,8 +266,9 @@ def _heatmap(rows: pa.Table, standings: Sequence[Standing], reference: str) -> s
         more.append(f"{MAX_HEATMAP_COLUMNS} of {len(workloads)} workloads")
     colour_text = (f"Colour: difference from the reference {_esc(reference)} on the same workload, blue better, "
                    "red worse." if relative else "Colour: balancedness.")
-    caption = ("Rows: candidates in rank order; columns: workloads. Cell text: GPU balancedness (or the status of a "
-               "failed evaluation, grey). " + colour_text + (f" Showing {' and '.join(more)}." if more else ""))
+    caption = ("Rows: candidates in rank order; columns: every workload they have rows for, compared or not. "
+               "Cell text: GPU balancedness (or the status of a failed evaluation, grey). " + colour_text
+               + (f" Showing {' and '.join(more)}." if more else ""))
     return _figure(_png(figure), "heatmap of balancedness per candidate and workload", caption)
 
 
@@ -371,10 +374,12 @@ def _lineage_tree(standings: Sequence[Standing]) -> str:
 # ---------------------------------------------------------------------------- page
 
 def render_html(rows: pa.Table, standings: Sequence[Standing], *, source: str = "", filters: str = "",
-                reference: str = REFERENCE, sort_by: str = "balancedness", layer_workload: str | None = None) -> str:
+                reference: str = REFERENCE, sort_by: str = "balancedness", layer_workload: str | None = None,
+                compared: Comparison | None = None) -> str:
     """The report as one HTML document. `rows` are the store rows the standings were
     made from (selected, any number per candidate and workload); `standings` the ranked
-    leaderboard."""
+    leaderboard; `compared` which workloads it compared (the leaderboard table's
+    `comparison`), said above the table."""
     rows = latest(rows, PER_WORKLOAD)
     scatter, front = _scatter(standings, reference)
     candidates, workloads = len(standings), len(set(rows["workload_id"].to_pylist())) if len(rows) else 0
@@ -387,7 +392,9 @@ def render_html(rows: pa.Table, standings: Sequence[Standing], *, source: str = 
         ("Leaderboard", "<p class='meta'>gpu_bal: mean GPU balancedness over ok workloads, ±95%: half-width of its "
                         "95% interval over workloads; runtime_ms: median over workloads; speedup: vs the reference on "
                         "shared workloads (geometric mean); Δbal_parent: vs the parent on shared workloads. Failed "
-                        "candidates rank last, red.</p>" + _table(standings, reference)),
+                        "candidates rank last, red.</p>"
+                        + (f"<p class='note'>{_esc(compared.note())}</p>" if compared else "")
+                        + _table(standings, reference)),
         ("Balancedness vs runtime", scatter),
         ("Candidates × workloads", _heatmap(rows, standings, reference)),
         ("Per-layer GPU load: best candidate vs reference", _per_layer(rows, standings, reference, layer_workload)),

@@ -8,6 +8,10 @@ How a leaderboard is made:
   for; then, per (candidate, workload), the newest row counts (`latest` with
   `PER_WORKLOAD`): a later evaluation of the same candidate on the same workload replaces
   an earlier one, whatever its settings, so filter by device to compare like with like.
+- Like for like (`harness.report.comparison`): by default the candidates are compared on
+  the workloads they all have rows for; candidates that cannot be are left out and
+  listed, and `common_workloads=False` ranks each over all of its own rows. The table
+  says which (`comparison(board)`).
 - A candidate's figures are means over its `ok` workloads, with a 95% confidence
   interval (Student t) of GPU balancedness over those workloads and its lowest
   (`worst_balancedness`). The framework integrations score a program by this same
@@ -35,6 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from harness.metrics import adrs_combined_score, adrs_leaderboard_score
+from harness.report.comparison import like_for_like
 from harness.stats import first_per_group, group_mean, group_median, group_min, mean_delta_vs_partner, t975
 from harness.store import KEY_COLUMNS
 
@@ -65,7 +70,7 @@ class Standing:
     candidate_name: str
     candidate_hash: str
     statuses: str  # "error:1 ok:3"
-    workloads: int
+    workloads: int  # the workloads its figures are over (compared like for like by default)
     ok: int
     balancedness: float
     balancedness_ci95: float  # half width of the 95% interval over workloads; NaN below 2
@@ -85,6 +90,7 @@ class Standing:
     diff_name: str
     delta_vs_parent: float
     first_error: str  # "status: message" of its first failed workload
+    uncompared_workloads: int  # workloads it has rows for that this leaderboard did not compare
 
 
 STANDING_FIELDS = tuple(f.name for f in fields(Standing))
@@ -197,19 +203,31 @@ def _candidate_names(table: pa.Table) -> pa.Table:
 
 def leaderboard(table: pa.Table, candidate_hashes: set[str] | None = None, workload_ids: set[str] | None = None,
                 sort_by: str = "balancedness", reference: str = REFERENCE, descending: bool | None = None,
-                **filters: Iterable[str]) -> pa.Table:
+                *, common_workloads: bool = True, **filters: Iterable[str]) -> pa.Table:
     """The leaderboard as an Arrow table: one ranked row per candidate, `Standing`'s
     fields as columns (what the formats render and the queries return; `to_standings`
     makes records of it).
 
     Ranks the candidates of the rows `select(table, candidate_hashes=...,
     workload_ids=..., **filters)` keeps (filters: runs, suites, workloads, devices,
-    candidates), by `sort_by` in its own direction unless `descending` says otherwise.
-    Parents are named from the whole of `table`."""
+    candidates), by `sort_by` in its own direction unless `descending` says otherwise;
+    on the workloads they all have rows for unless `common_workloads` is False (see
+    `harness.report.comparison`; the table's `comparison(board)` says how many and who
+    was left out). Parents are named from the whole of `table`."""
     if sort_by not in SORT_KEYS:
         raise ValueError(f"unknown sort key {sort_by!r}; one of {sorted(SORT_KEYS)}")
-    chosen = select(table, candidate_hashes=candidate_hashes, workload_ids=workload_ids, **filters)
-    return _rank(latest(chosen, PER_WORKLOAD), sort_by, reference, descending, _candidate_names(table))
+    chosen = latest(select(table, candidate_hashes=candidate_hashes, workload_ids=workload_ids, **filters),
+                    PER_WORKLOAD)
+    cand, hashes = _codes(chosen["candidate_hash"])
+    work, workload_ids_seen = _codes(chosen["workload_id"])
+    ok = pc.fill_null(pc.equal(chosen["status"], "ok"), False).to_numpy(zero_copy_only=False)
+    names = [name or h[:12] for name, h in zip(_candidate_names(chosen)["candidate_name"].to_pylist(), hashes,
+                                                strict=True)]
+    used, uncompared, compared = like_for_like(cand, names, work, workload_ids_seen, ok, common_workloads)
+    uncompared_by_hash = (pa.array(hashes, type=pa.string()), uncompared)
+    board = _rank(chosen.filter(pa.array(used)), sort_by, reference, descending, _candidate_names(table),
+                  uncompared_by_hash)
+    return board.replace_schema_metadata(compared.to_metadata())
 
 
 def to_standings(board: pa.Table) -> list[Standing]:
@@ -222,9 +240,11 @@ def _standing_schema() -> pa.Schema:
     return pa.schema([pa.field(f.name, kinds[f.type]) for f in fields(Standing)])
 
 
-def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None, names: pa.Table) -> pa.Table:
+def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None, names: pa.Table,
+          uncompared_by_hash: tuple[pa.Array, np.ndarray]) -> pa.Table:
     """`leaderboard` of `table`, which holds at most one row per (candidate, workload).
-    `names` (candidate_hash, candidate_name) names parents that `table` lacks."""
+    `names` (candidate_hash, candidate_name) names parents that `table` lacks;
+    `uncompared_by_hash` (hashes, counts) gives `uncompared_workloads`."""
     cand, hashes = _codes(table["candidate_hash"])
     groups = len(hashes)
     if groups == 0:
@@ -314,6 +334,8 @@ def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None
         speedup_vs_reference=speedup, combined_score=combined, adrs_score=adrs, parent_hash=parent_hash,
         parent_name=parent_name, diff_name=diff_name, delta_vs_parent=delta,
         first_error=pa.array(first_error, type=pa.string()),
+        uncompared_workloads=uncompared_by_hash[1][
+            pc.index_in(hash_array, value_set=uncompared_by_hash[0]).to_numpy(zero_copy_only=False)],
     )
     higher_better = SORT_KEYS[sort_by] if descending is None else descending
     name_rank = pc.rank(name, sort_keys="ascending", tiebreaker="dense").to_numpy()
