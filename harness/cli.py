@@ -34,7 +34,15 @@ from harness.report import (
     to_standings,
 )
 from harness.results import EvalResult
-from harness.settings import RESULTS_DIR, Settings, default_jobs, resolve_device
+from harness.settings import (
+    DEADLINE_FACTOR,
+    DEADLINE_START_S,
+    RESULTS_DIR,
+    TIMEOUT_CAP_S,
+    Settings,
+    default_jobs,
+    resolve_device,
+)
 from harness.store import ResultStore
 from harness.workloads import DEFAULT_WINDOW_STEPS, resolve_workloads
 
@@ -70,7 +78,8 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     _add_results(parser)
     parser.add_argument("--device", default=DEFAULTS.device, help=f"auto, cpu or cuda[:N] (default: {DEFAULTS.device})")
     parser.add_argument("--timeout", type=_positive_float, default=DEFAULTS.timeout_s,
-                        help=f"seconds per evaluation (default: {DEFAULTS.timeout_s:g})")
+                        help=f"seconds per evaluation (default: {DEADLINE_FACTOR:g} x the reference's evaluation "
+                             f"on the workload + {DEADLINE_START_S:g} s, at most {TIMEOUT_CAP_S:g} s)")
     parser.add_argument("--memory-mb", type=_positive_int, default=DEFAULTS.memory_mb,
                         help=f"memory cap per evaluation (default: {DEFAULTS.memory_mb})")
     parser.add_argument("--threads", type=_positive_int, default=DEFAULTS.threads,
@@ -235,20 +244,49 @@ def _add_workloads_parser(commands) -> None:
 
 def cmd_integrations(args: argparse.Namespace) -> int:
     from harness.integrations import EVALUATION_FILES
+    from harness.integrations.scaffold import write_search_folder
 
-    if args.framework:
-        print(EVALUATION_FILES[args.framework])
+    folders = {"shinka": args.task_dir, "openevolve": args.example_dir}
+    usage = "eplb-harness integrations shinka --task-dir DIR, or eplb-harness integrations openevolve --example-dir DIR"
+    if not any(folders.values()):
+        settings = [option for option, value in (("--initial", args.initial), ("--score", args.score),
+                                                 ("--suite", args.suite), ("--budget", args.budget),
+                                                 ("--results", args.results), ("--force", args.force or None))
+                    if value is not None]
+        if settings:
+            raise HarnessError(f"{', '.join(settings)} shape a search folder, which needs a folder: {usage}")
+        for name, path in EVALUATION_FILES.items():
+            if args.framework in (None, name):
+                print(path if args.framework else f"{name}\t{path}")
         return 0
-    for name, path in EVALUATION_FILES.items():
-        print(f"{name}\t{path}")
+    if args.framework is None or not folders[args.framework] or all(folders.values()):
+        raise HarnessError(f"a search folder is written for one framework: {usage}")
+    written = write_search_folder(args.framework, folders[args.framework], initial=args.initial, score=args.score,
+                                  suite=args.suite, budget_s=args.budget, results=args.results, force=args.force)
+    print(f"wrote {written.folder}: {', '.join(path.name for path in written.files)}")
+    print("start the search (its README.md says more):")
+    for command in written.commands:
+        print(f"  {command}")
     return 0
 
 
 def _add_integrations_parser(commands) -> None:
-    parser = commands.add_parser("integrations", help="paths of the OpenEvolve and ShinkaEvolve evaluators",
-                                 description="Print the evaluation file a framework is given "
-                                             "(docs/integrations.md); without a name, both.")
+    parser = commands.add_parser(
+        "integrations", help="OpenEvolve and ShinkaEvolve: evaluator paths, ready search folders",
+        description="Without a folder, print the evaluation file a framework is given (without a name, both). "
+                    "With --task-dir (shinka) or --example-dir (openevolve), write a ready search folder: "
+                    "the evaluation file, the starting program, the harness's and the framework's settings "
+                    "and a README of the commands (docs/integrations.md).")
     parser.add_argument("framework", nargs="?", choices=("openevolve", "shinka"))
+    parser.add_argument("--task-dir", help="write a ShinkaEvolve task folder here (shinka_run --task-dir)")
+    parser.add_argument("--example-dir", help="write an OpenEvolve search folder here")
+    parser.add_argument("--initial", help="the starting program, with EVOLVE-BLOCK markers "
+                                          "(default: candidates/seed_parent.py)")
+    parser.add_argument("--score", help="which figure combined_score is")
+    parser.add_argument("--suite", help="the suite programs are scored on: a name or a suite file")
+    parser.add_argument("--budget", type=float, help="seconds one evaluation may take, all workloads together")
+    parser.add_argument("--results", help=f"the result store the search writes to (default: {RESULTS_DIR}/ here)")
+    parser.add_argument("--force", action="store_true", help="overwrite the folder's files")
     parser.set_defaults(handler=cmd_integrations)
 
 

@@ -33,13 +33,14 @@ from harness.metrics import (
     adrs_leaderboard_score,
     balance,
     check_placement,
+    harness_score,
     moved_replicas,
 )
 from harness.protocol import PLACEMENT_ARRAYS, WorkerSettings, placement_key
 from harness.results import EvalResult, RowContext, now
-from harness.sandbox import WorkerOutcome, WorkerRequest, run_worker
-from harness.settings import Settings, TimingConfig, default_jobs
-from harness.stats import summarize
+from harness.sandbox import WorkerOutcome, WorkerRequest, run_workers
+from harness.settings import Deadline, Settings, TimingConfig, deadline, default_jobs
+from harness.stats import median_interval, summarize
 from harness.store import AUTO_COMPACT_FILES, ResultStore
 from harness.workloads import Workload
 
@@ -74,7 +75,9 @@ def _gpu_driver_version() -> str:
     return done.stdout.split("\n")[0].strip() if done.returncode == 0 else ""
 
 
-def context(candidate: Candidate, workload: Workload, settings: Settings, run_id: str, suite: str) -> RowContext:
+def context(candidate: Candidate, workload: Workload, settings: Settings, run_id: str, suite: str,
+            limit: Deadline | None = None) -> RowContext:
+    limit = limit or deadline(settings)
     return RowContext(
         run_id=run_id, suite=suite, candidate_name=candidate.name, candidate_hash=candidate.hash,
         candidate_path=candidate.path, parent_hash=candidate.parent_hash, diff_name=candidate.diff_name,
@@ -82,7 +85,8 @@ def context(candidate: Candidate, workload: Workload, settings: Settings, run_id
         workload_id=workload.id, workload_name=workload.name, workload_kind=workload.kind,
         num_windows=workload.num_windows, num_layers=workload.num_layers,
         num_logical_experts=workload.num_logical_experts, **vars(workload.topology),
-        device=settings.device, settings_hash=settings.hash, timing_method=settings.timing.describe(),
+        device=settings.device, settings_hash=settings.hash, deadline_s=limit.seconds, deadline_rule=limit.rule,
+        timing_method=settings.timing.describe(),
         harness_version=__version__, torch_version=_version("torch"), numpy_version=_version("numpy"),
         cpu_model=_cpu_model(), cpu_count=default_jobs(),
         gpu_driver_version=_gpu_driver_version() if settings.device.startswith("cuda") else "",
@@ -96,19 +100,18 @@ def worker_settings(workload: Workload, settings: Settings) -> WorkerSettings:
 
 
 def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_id: str = "adhoc",
-             suite: str = "", reference_runtime_s: float = float("nan"),
-             timeout_s: float | None = None) -> EvalResult:
-    """Run `candidate` on `workload` in a worker and score what it returned;
-    `reference_runtime_s` is the reference's median on this workload, for the speedup.
-    `timeout_s` cuts the worker short of `settings.timeout_s` (what is left of a budget);
-    the row keeps the settings' hash."""
-    ctx = context(candidate, workload, settings, run_id, suite)
+             suite: str = "", *, partner: Candidate | None = None, limit: Deadline | None = None) -> EvalResult:
+    """Run `candidate` on `workload` in a worker and score what it returned. With a
+    `partner` (the reference), a second worker runs it beside the candidate and the two
+    are timed in turns, call for call on the same window, for the paired speedup. `limit`
+    is the evaluation's deadline (default: `settings.timeout_s`, else the cap)."""
+    limit = limit or deadline(settings)
+    ctx = context(candidate, workload, settings, run_id, suite, limit)
     if candidate.patch_error:
         return EvalResult.failed(ctx, "patch_failed", candidate.patch_error)
-    outcome = run_worker(WorkerRequest(
-        candidate.source, workload.weights, worker_settings(workload, settings),
-        settings.timeout_s if timeout_s is None else min(timeout_s, settings.timeout_s),
-    ))
+    sources = [candidate.source] + ([partner.source] if partner is not None else [])
+    outcome, *partnered = run_workers([WorkerRequest(source, workload.weights, worker_settings(workload, settings),
+                                                     limit.seconds) for source in sources])
     answer = outcome.answer
     if outcome.status or answer["status"] != "ok":
         return EvalResult.failed(ctx, outcome.status or answer["status"], outcome.error or answer["error"],
@@ -118,7 +121,8 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
         plans = _checked_plans(outcome.placements, workload, answer["input_changed"])
     except InvalidPlacement as exc:
         return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
-    return _scored(ctx, workload, plans, outcome, settings.timing, reference_runtime_s, scoring_started)
+    reference_samples_s = partnered[0].answer.get("runtime_samples_s", []) if partnered else []
+    return _scored(ctx, workload, plans, outcome, settings.timing, reference_samples_s, scoring_started)
 
 
 def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_changed: list[bool]) -> np.ndarray:
@@ -137,7 +141,7 @@ def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_
 
 
 def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: WorkerOutcome,
-            timing_config: TimingConfig, reference_runtime_s: float, scoring_started: float) -> EvalResult:
+            timing_config: TimingConfig, reference_samples_s: list[float], scoring_started: float) -> EvalResult:
     topology, weights, answer = workload.topology, workload.weights, outcome.answer
     # Predictive protocol: the plan of window t serves window t+1; one window serves itself.
     pairs = [(0, 0)] if workload.num_windows == 1 else [(t, t + 1) for t in range(workload.num_windows - 1)]
@@ -145,6 +149,9 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: Wor
     fit = [balance(plans[t], weights[t], topology).balancedness for t in range(workload.num_windows)]
     moves = [moved_replicas(plans[t - 1], plans[t], topology) for t in range(1, workload.num_windows)]
     timing = summarize(answer["runtime_samples_s"])
+    # Sample i of each worker was timed in the same round, on the same window.
+    ratios = [r / c for r, c in zip(reference_samples_s, answer["runtime_samples_s"], strict=False)]
+    speedup = median_interval(ratios)
     mean = {name: float(np.mean([getattr(b, name) for b in predictive]))
             for name in ("balancedness", "replica_balancedness", "node_balancedness", "group_spread")}
     per_layer = np.mean([b.gpu_max_over_mean_per_layer for b in predictive], axis=0)
@@ -154,9 +161,11 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: Wor
         moved_replicas_per_plan=float(np.mean(moves)) if moves else float("nan"),
         runtime_s=timing.median_s, runtime_iqr_s=timing.iqr_s, runtime_min_s=timing.min_s,
         runtime_samples=timing.samples, runtime_unstable=timing.relative_iqr > timing_config.unstable_iqr,
-        speedup_vs_reference=reference_runtime_s / timing.median_s, threads=answer["threads"],
+        speedup_vs_reference=speedup.median, speedup_ci95_low=speedup.low, speedup_ci95_high=speedup.high,
+        reference_runtime_s=median_interval(reference_samples_s).median, threads=answer["threads"],
         device_name=answer["device_name"], cuda_version=answer["cuda_version"],
         peak_device_memory_bytes=answer["peak_device_memory_bytes"], nondeterministic=answer["nondeterministic"],
+        score=harness_score(mean["balancedness"], speedup.median),
         combined_score=adrs_combined_score(mean["replica_balancedness"], timing.median_s),
         adrs_score=adrs_leaderboard_score(mean["balancedness"], timing.median_s),
         scoring_s=time.perf_counter() - scoring_started, eval_wall_s=outcome.wall_s,
@@ -182,28 +191,55 @@ class RunReport:
 
 
 def _chain(candidate: Candidate, workloads: Sequence[Workload], settings: Settings, run_id: str, suite: str,
-           reference_runtime_s: dict[str, float], stop_at_first_failure: bool,
+           partner: Candidate | None, limits: dict[str, Deadline], stop_at_first_failure: bool,
            budget_s: float | None) -> list[EvalResult]:
-    """Evaluate `candidate` on `workloads` in order; the rows, stopping after the first
-    failure when asked. Within `budget_s`, each worker gets what is left of it, and a
-    workload the budget does not reach is a `timeout` row."""
-    deadline = time.monotonic() + budget_s if budget_s is not None else math.inf
+    """Evaluate `candidate` on `workloads` in order, timed beside `partner`; the rows,
+    stopping after the first failure when asked. Within `budget_s`, each evaluation gets
+    at most what is left of it, and a workload the budget does not reach is a `timeout` row."""
+    budget_ends = time.monotonic() + budget_s if budget_s is not None else math.inf
     rows: list[EvalResult] = []
     for workload in workloads:
-        left_s = deadline - time.monotonic()
-        reference_s = reference_runtime_s.get(workload.id, math.nan)
+        limit = limits.get(workload.id) or deadline(settings)
+        left_s = budget_ends - time.monotonic()
         if left_s <= 0:
-            row = EvalResult.failed(context(candidate, workload, settings, run_id, suite), "timeout",
+            row = EvalResult.failed(context(candidate, workload, settings, run_id, suite, limit), "timeout",
                                     f"no answer within the {budget_s:g} s budget of the evaluation")
         else:
-            row = evaluate(candidate, workload, settings, run_id, suite, reference_s, min(left_s, settings.timeout_s))
-            if row.status == "timeout" and left_s < settings.timeout_s:
+            cut = left_s < limit.seconds
+            if cut:
+                limit = Deadline(left_s, f"what was left of the {budget_s:g} s budget of the evaluation")
+            row = evaluate(candidate, workload, settings, run_id, suite, partner=partner, limit=limit)
+            if row.status == "timeout" and cut:
                 row = replace(row, error=f"no answer within the {budget_s:g} s budget of the evaluation; "
                                          "process group killed")
         rows.append(row)
         if row.status != "ok" and (stop_at_first_failure or left_s <= 0):
             break
     return rows
+
+
+# The reference's whole evaluation time per (reference hash, workload id, settings hash),
+# for deadlines: kept for the process, so that a long-lived caller (OpenEvolve imports its
+# evaluator once) times the reference once per workload even without a store.
+_REFERENCE_WALL_S: dict[tuple[str, str, str], float] = {}
+
+
+def _stored_reference_walls(store: ResultStore | None, reference: Candidate, settings: Settings) -> None:
+    """Learn the reference's evaluation times from its stored `ok` rows."""
+    if store is None or not store.files():
+        return
+    table = store.read(["candidate_hash", "workload_id", "settings_hash", "status", "eval_wall_s"])
+    for row in table.to_pylist():
+        if (row["candidate_hash"], row["settings_hash"], row["status"]) == (reference.hash, settings.hash, "ok"):
+            _REFERENCE_WALL_S[(reference.hash, row["workload_id"], settings.hash)] = row["eval_wall_s"]
+
+
+def _as_reference(row: EvalResult) -> EvalResult:
+    """The reference's own row: its speedup over itself is 1 by definition."""
+    if row.status != "ok":
+        return row
+    return replace(row, speedup_vs_reference=1.0, speedup_ci95_low=1.0, speedup_ci95_high=1.0,
+                   reference_runtime_s=row.runtime_s, score=harness_score(row.balancedness, 1.0))
 
 
 def run(candidates: list[Candidate], workloads: list[Workload], settings: Settings, store: ResultStore | None,
@@ -213,23 +249,28 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
     """Evaluate every (candidate, workload) pair (those the store lacks unless `fresh`),
     appending each row to `store` (None: neither read nor written) as it comes back.
 
-    `reference`: first time the DeepSeek reference on each workload the candidates need,
-    in this run on this machine, so every row's `speedup_vs_reference` compares like with
-    like. `stop_at_first_failure` or `budget_s` (seconds per candidate, for all its
-    workloads) walk each candidate's workloads in order in one task, as a search's
-    evaluation call does: a candidate that fails once scores nothing, so the rest would
-    cost time and tell nothing. Otherwise every pair is its own task.
+    `reference`: every candidate is timed beside the DeepSeek reference, call for call in
+    turns (the paired speedup), and its deadline follows the reference's time on the
+    workload. The reference's own row is evaluated first where neither the store nor this
+    process holds it, once per workload and settings. `stop_at_first_failure` or
+    `budget_s` (seconds per candidate, for all its workloads) walk each candidate's
+    workloads in order in one task, as a search's evaluation call does: a candidate that
+    fails once scores nothing, so the rest would cost time and tell nothing. Otherwise
+    every pair is its own task.
     """
     run_id = run_id or new_run_id()
     stored = set() if fresh or store is None else store.stored_keys()
     todo = [(c, w) for c in candidates for w in workloads if (c.hash, w.id, settings.hash) not in stored]
     baseline: Candidate | None = None
-    needed: list[Workload] = []
+    missing: list[Workload] = []
     if reference:
         shipped = load_candidate(REFERENCE_PATH)
         # A candidate identical to the reference is the reference, under the name it was given.
         baseline = next((c for c in candidates if c.hash == shipped.hash), shipped)
-        needed = list({w.id: w for _, w in todo}.values())
+        _stored_reference_walls(store, baseline, settings)
+        own = {w.id for c, w in todo if c.hash == baseline.hash}
+        needed = {w.id: w for _, w in todo}.values()
+        missing = [w for w in needed if w.id in own or (baseline.hash, w.id, settings.hash) not in _REFERENCE_WALL_S]
         todo = [(c, w) for c, w in todo if c.hash != baseline.hash]
     chained = stop_at_first_failure or budget_s is not None
     tasks: list[tuple[Candidate, list[Workload]]] = []
@@ -240,19 +281,21 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
             tasks.append((candidate, [workload]))
     # Threads suffice: each evaluation's work happens in its own worker process.
     parallel = Parallel(n_jobs=jobs or default_jobs(), prefer="threads", return_as="generator_unordered")
-    reference_runtime_s: dict[str, float] = {}
 
     def rows() -> Iterator[EvalResult]:
-        for (row,) in parallel(delayed(_chain)(baseline, [w], settings, run_id, suite, {}, False, None)
-                               for w in needed):
-            reference_runtime_s[row.workload_id] = row.runtime_s
-            yield replace(row, speedup_vs_reference=1.0) if row.status == "ok" else row
-        for chain in parallel(delayed(_chain)(c, ws, settings, run_id, suite, reference_runtime_s,
+        for (row,) in parallel(delayed(_chain)(baseline, [w], settings, run_id, suite, None, {}, False, None)
+                               for w in missing):
+            if row.status == "ok":
+                _REFERENCE_WALL_S[(row.candidate_hash, row.workload_id, settings.hash)] = row.eval_wall_s
+            yield _as_reference(row)
+        limits = {w.id: deadline(settings, _REFERENCE_WALL_S.get((baseline.hash, w.id, settings.hash), math.nan)
+                                 if baseline is not None else math.nan) for w in workloads}
+        for chain in parallel(delayed(_chain)(c, ws, settings, run_id, suite, baseline, limits,
                                               stop_at_first_failure, budget_s) for c, ws in tasks):
             yield from chain
 
     done: list[EvalResult] = []
-    for row in progress(rows(), len(needed) + len(todo)) if progress else rows():
+    for row in progress(rows(), len(missing) + len(todo)) if progress else rows():
         if store is not None:
             store.append([row])
         done.append(row)

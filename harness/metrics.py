@@ -192,3 +192,20 @@ def adrs_leaderboard_score(balancedness, runtime_s):
         score = 90 * np.asarray(balancedness) + 5 * np.minimum(0.002 / runtime_s, 2) - penalty
         score = np.where(runtime_s > 0, score, np.nan)
     return score if score.ndim else float(score)
+
+
+# The harness's own score (see README, "The score"): GPU balancedness, plus SPEED_WEIGHT
+# per doubling of speed against the reference, timed in pairs, counted up to
+# SPEED_DOUBLINGS doublings either way.
+SPEED_WEIGHT = 0.01
+SPEED_DOUBLINGS = 4.0
+
+
+def harness_score(balancedness, speedup_vs_reference):
+    """`balancedness + SPEED_WEIGHT * clip(log2(speedup_vs_reference), -SPEED_DOUBLINGS,
+    SPEED_DOUBLINGS)`. Floats or arrays; NaN where the speedup is unknown."""
+    speedup = np.asarray(speedup_vs_reference, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        doublings = np.clip(np.log2(np.where(speedup > 0, speedup, np.nan)), -SPEED_DOUBLINGS, SPEED_DOUBLINGS)
+    score = np.asarray(balancedness, dtype=np.float64) + SPEED_WEIGHT * doublings
+    return score if score.ndim else float(score)

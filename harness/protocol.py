@@ -4,9 +4,11 @@ One evaluation is one work folder. The parent writes `candidate.py` (the program
 `weights.npy` ([windows, layers, experts] float) and `request.json` (a `WorkerSettings`),
 then asks the warm zygote (`zygote_command`, see `harness.zygote`) to fork a worker on
 that folder. The worker calls the candidate's
-`rebalance_experts` once per window and writes back `placements.npz` (the arrays named by
-`placement_key`, no pickle) and, last and atomically, `answer.json` (an `Answer`, an
-`OkAnswer` when the status is `ok`). The parent reads both as hostile input.
+`rebalance_experts` once per window and writes `placements.npz` (the arrays named by
+`placement_key`, no pickle), makes its warm-up calls, then times one call each time the
+parent grants it a turn on its `Turns` channel (descriptor TURN_FD), and writes, last and
+atomically, `answer.json` (an `Answer`, an `OkAnswer` when the status is `ok`). The
+parent reads both files as hostile input.
 
 Standard library only: the worker imports this before the candidate, so it must stay light.
 """
@@ -14,6 +16,8 @@ Standard library only: the worker imports this before the candidate, so it must 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import sys
 from dataclasses import asdict, dataclass
 from typing import TypedDict, get_origin, get_type_hints
@@ -21,8 +25,8 @@ from typing import TypedDict, get_origin, get_type_hints
 __all__ = [
     "ANSWER_BYTES", "ANSWER_FILE", "Answer", "CANDIDATE_FILE", "ENTRY_POINT", "ERROR_CHARS",
     "EXCEPTION_MESSAGE_CHARS", "OK_ANSWER_FIELDS", "OUT_OF_MEMORY_MARKERS", "OkAnswer", "PLACEMENTS_FILE",
-    "PLACEMENT_ARRAYS", "REQUEST_FILE", "TOKEN_VARIABLE", "WEIGHTS_FILE", "WORKER_STATUSES", "ZYGOTE_MODULE",
-    "ZYGOTE_READY",
+    "PLACEMENT_ARRAYS", "REQUEST_FILE", "TOKEN_VARIABLE", "TURN_FD", "Turns", "WEIGHTS_FILE", "WORKER_STATUSES",
+    "ZYGOTE_MODULE", "ZYGOTE_READY",
     "WorkerSettings", "max_placement_elements", "mentions_out_of_memory", "placement_key", "shorten",
     "zygote_command",
 ]
@@ -55,6 +59,9 @@ WORKER_STATUSES = ("ok", "error", "invalid", "crash")
 # Matched in lower-cased text: an exception the worker describes, or the worker's stderr.
 OUT_OF_MEMORY_MARKERS = ("memoryerror", "std::bad_alloc", "can't allocate memory", "cannot allocate memory",
                          "out of memory", "not enough memory")
+
+# The worker's end of its turn channel (a stream socket), beside stdin, stdout and stderr.
+TURN_FD = 3
 
 # What `rebalance_experts` returns, in order; one array of each per window.
 PLACEMENT_ARRAYS = ("phy2log", "log2phy", "logcnt")
@@ -133,3 +140,61 @@ def mentions_out_of_memory(text: str) -> bool:
 def shorten(text: str, limit: int) -> str:
     """`text` cut to `limit` characters, saying how long it was."""
     return f"{text[:limit]}... ({len(text)} characters)" if len(text) > limit else text
+
+
+class Turns:
+    """The turn channel between the parent and one worker, so that the parent can time
+    two workers (a candidate and the reference) in alternation, call by call, on the same
+    window: the worker says it is `ready` after its warm-up, then the parent `grant`s one
+    timed call on window t at a time and the worker says `done` after each; `stop` ends
+    the timing. Each message is tiny; a worker that fails closes the channel by exiting."""
+
+    _READY, _DONE, _WINDOW = b"R", b"D", struct.Struct("<i")
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+
+    def _receive(self, size: int, timeout_s: float | None) -> bytes:
+        """`size` bytes, or fewer if the other side closed, stopped or ran out of time."""
+        self.channel.settimeout(timeout_s)
+        data = b""
+        try:
+            while len(data) < size:
+                chunk = self.channel.recv(size - len(data))
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:  # a timeout, or a channel the other side broke
+            pass
+        return data
+
+    # The worker's side.
+    def ready(self) -> None:
+        self.channel.sendall(self._READY)
+
+    def next_window(self) -> int | None:
+        """The window of the next timed call; None when the timing is over."""
+        data = self._receive(self._WINDOW.size, None)
+        window = self._WINDOW.unpack(data)[0] if len(data) == self._WINDOW.size else -1
+        return window if window >= 0 else None
+
+    def done(self) -> None:
+        self.channel.sendall(self._DONE)
+
+    # The parent's side.
+    def wait_ready(self, timeout_s: float) -> bool:
+        return self._receive(1, timeout_s) == self._READY
+
+    def grant(self, window: int, timeout_s: float) -> bool:
+        """Have the worker time one call on `window`; whether it said it did in time."""
+        try:
+            self.channel.sendall(self._WINDOW.pack(window))
+        except OSError:
+            return False
+        return self._receive(1, timeout_s) == self._DONE
+
+    def stop(self) -> None:
+        try:
+            self.channel.sendall(self._WINDOW.pack(-1))
+        except OSError:
+            pass  # the worker is gone already

@@ -41,6 +41,8 @@ class RowContext:
     num_gpus: int
     device: str
     settings_hash: str
+    deadline_s: float  # how long the evaluation might run
+    deadline_rule: str  # why: --timeout, derived from the reference's time, or a budget's rest
     timing_method: str
     harness_version: str
     torch_version: str
@@ -58,9 +60,12 @@ class EvalResult(RowContext):
     replica/node variants use the predictive protocol (plan on window t, score on t+1; a
     single window is scored on itself), `fit_balancedness` plans and scores on the same
     window. Runtime figures are of the candidate's call alone; `runtime_unstable` flags an
-    IQR above 10% of the median, and `speedup_vs_reference` is the DeepSeek reference's
-    median on the same workload in the same run over this one's. `scoring_s` is the
-    harness's own time to check and measure the placements.
+    IQR above 10% of the median. The DeepSeek reference is timed beside it, call for call
+    on the same window in turns: `speedup_vs_reference` is the median of the per-pair
+    ratios (reference time over this one's) with a 95% interval, `reference_runtime_s`
+    the reference's median (NaN without a reference). `score` is the harness's score of
+    balance and paired speedup. `scoring_s` is the harness's own time to check and
+    measure the placements.
     """
 
     created_at: datetime
@@ -78,11 +83,15 @@ class EvalResult(RowContext):
     runtime_samples: int
     runtime_unstable: bool
     speedup_vs_reference: float
+    speedup_ci95_low: float
+    speedup_ci95_high: float
+    reference_runtime_s: float
     threads: int
     device_name: str
     cuda_version: str
     peak_device_memory_bytes: int
     nondeterministic: bool
+    score: float
     combined_score: float
     adrs_score: float
     scoring_s: float
@@ -107,10 +116,11 @@ class EvalResult(RowContext):
             **vars(context), created_at=now(), status=status, error=error,
             balancedness=NAN, replica_balancedness=NAN, node_balancedness=NAN, fit_balancedness=NAN,
             group_spread=NAN, moved_replicas_per_plan=NAN, runtime_s=NAN, runtime_iqr_s=NAN,
-            runtime_min_s=NAN, runtime_samples=0, runtime_unstable=False, speedup_vs_reference=NAN, threads=0,
+            runtime_min_s=NAN, runtime_samples=0, runtime_unstable=False, speedup_vs_reference=NAN,
+            speedup_ci95_low=NAN, speedup_ci95_high=NAN, reference_runtime_s=NAN, threads=0,
             device_name="", cuda_version="", peak_device_memory_bytes=0, nondeterministic=False,
-            combined_score=NAN, adrs_score=NAN, scoring_s=NAN, eval_wall_s=eval_wall_s, stderr_tail=stderr_tail,
-            stdout_tail=stdout_tail, gpu_max_over_mean_per_layer=(),
+            score=NAN, combined_score=NAN, adrs_score=NAN, scoring_s=NAN, eval_wall_s=eval_wall_s,
+            stderr_tail=stderr_tail, stdout_tail=stdout_tail, gpu_max_over_mean_per_layer=(),
         )
 
 

@@ -29,11 +29,13 @@ strangers in a container.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import json
 import math
 import os
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -41,6 +43,7 @@ import threading
 import time
 import uuid
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,7 +51,7 @@ import numpy as np
 
 from harness import protocol, zygote
 
-__all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "run_worker"]
+__all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "run_worker", "run_workers"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 TAIL_BYTES = 4096
@@ -103,13 +106,6 @@ def _environment(threads: int) -> dict[str, str]:
 
 def _worker_environment(workdir: str, threads: int, token: str) -> dict[str, str]:
     return {**_environment(threads), "HOME": workdir, "TMPDIR": workdir, protocol.TOKEN_VARIABLE: token}
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _kill_tagged(token: str) -> None:
@@ -248,56 +244,147 @@ def _read_placements(path: Path, request: WorkerRequest) -> dict[str, np.ndarray
     return arrays
 
 
-def run_worker(request: WorkerRequest) -> WorkerOutcome:
-    """Run one worker to completion or timeout; never raises for candidate behaviour."""
+@dataclass(eq=False)
+class _Running:
+    """A started worker, as the parent tracks it until its outcome is known."""
+
+    request: WorkerRequest
+    workdir: Path
+    child: zygote.WarmChild
+    turns: protocol.Turns
+    token: str
+    drains: list[threading.Thread]
+    tails: tuple[collections.deque, collections.deque]
+    started: float  # perf_counter at the fork
+    deadline: float  # monotonic
+    granted: int = 0  # timed calls it said it made
+
+    def time_left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
+
+
+def _start(request: WorkerRequest, workdir: Path) -> _Running:
+    """Write the evaluation's files into `workdir` and have the zygote fork its worker."""
     token = uuid.uuid4().hex
-    # ignore_cleanup_errors: the candidate may have removed the folder or left a file unremovable.
-    with tempfile.TemporaryDirectory(prefix="eplb-eval-", ignore_cleanup_errors=True) as workdir:
-        work = Path(workdir)
-        (work / protocol.CANDIDATE_FILE).write_text(request.source)
-        np.save(work / protocol.WEIGHTS_FILE, request.weights)
-        (work / protocol.REQUEST_FILE).write_text(request.settings.to_json())
-        (stdout_read, stdout_write), (stderr_read, stderr_write) = os.pipe(), os.pipe()
-        started = time.perf_counter()
+    (workdir / protocol.CANDIDATE_FILE).write_text(request.source)
+    np.save(workdir / protocol.WEIGHTS_FILE, request.weights)
+    (workdir / protocol.REQUEST_FILE).write_text(request.settings.to_json())
+    (stdout_read, stdout_write), (stderr_read, stderr_write) = os.pipe(), os.pipe()
+    ours, theirs = socket.socketpair()
+    started, deadline = time.perf_counter(), time.monotonic() + request.timeout_s
+    try:
+        # numpy and torch run single-threaded in the zygote (so that it starts no thread
+        # before a fork); the worker sets torch's own count.
+        child = zygote.spawn(str(workdir), _worker_environment(str(workdir), request.settings.threads, token),
+                             _environment(1), [stdout_write, stderr_write, theirs.fileno()])
+    except BaseException:
+        os.close(stdout_read)
+        os.close(stderr_read)
+        ours.close()
+        raise
+    finally:
+        for fd in (stdout_write, stderr_write, theirs.detach()):
+            os.close(fd)
+    tails = (collections.deque(), collections.deque())
+    drains = [threading.Thread(target=_drain, args=(os.fdopen(fd, "rb", buffering=0), tail), daemon=True)
+              for fd, tail in zip((stdout_read, stderr_read), tails, strict=True)]
+    for thread in drains:
+        thread.start()
+    return _Running(request, workdir, child, protocol.Turns(ours), token, drains, tails, started, deadline)
+
+
+def _signal_group(pgid: int, number: int) -> None:
+    try:
+        os.killpg(pgid, number)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _time_in_turns(running: list[_Running]) -> None:
+    """Grant the workers their timed calls in turns, all on the same window in each round,
+    until every live worker has made at least `min_samples` (and one per window) and
+    `min_time_s` has passed, at most `max_samples`. During one worker's call the others'
+    process groups are stopped, so a candidate cannot slow the reference down (nor the
+    reverse). A worker that fails or runs out of time drops out; the rest go on."""
+    live = [worker for worker in running if worker.turns.wait_ready(worker.time_left())]
+    timing = running[0].request.settings.timing
+    windows = running[0].request.weights.shape[0]
+    min_samples = max(timing["min_samples"], windows)
+    rounds, started = 0, time.perf_counter()
+    while live and rounds < timing["max_samples"] and (
+            rounds < min_samples or time.perf_counter() - started < timing["min_time_s"]):
+        window = rounds % windows
+        for worker in list(live):
+            others = [other for other in live if other is not worker]
+            for other in others:
+                _signal_group(other.child.pid, signal.SIGSTOP)
+            made = worker.turns.grant(window, worker.time_left())
+            for other in others:
+                _signal_group(other.child.pid, signal.SIGCONT)
+            if made:
+                worker.granted += 1
+            else:
+                live.remove(worker)
+        rounds += 1
+    for worker in running:
+        worker.turns.stop()
+
+
+def _finish(worker: _Running) -> WorkerOutcome:
+    """Wait for the worker to end (or kill it at its deadline) and read what it left."""
+    try:
+        returncode = worker.child.wait(worker.time_left())
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    # Whatever happened, nothing the candidate started may outlive its evaluation.
+    _signal_group(worker.child.pid, signal.SIGKILL)
+    _kill_tagged(worker.token)
+    if timed_out:
+        returncode = worker.child.reap()
+    wall_s = time.perf_counter() - worker.started
+    for thread in worker.drains:
+        thread.join(timeout=5)
+    stdout_tail, stderr_tail = map(_tail_text, worker.tails)
+    request, answer_path = worker.request, worker.workdir / protocol.ANSWER_FILE
+    placements: dict[str, np.ndarray] = {}
+    if timed_out:
+        status, error, answer = "timeout", f"no answer within {request.timeout_s:g} s; process group killed", {}
+    elif not os.path.lexists(answer_path):
+        status, error, answer = "crash", _exit_reason(returncode, stderr_tail), {}
+    else:
+        status, error = "", ""
         try:
-            # numpy and torch start no thread in the zygote: one thread per worker is the
-            # default, and the worker sets torch's own count.
-            child = zygote.spawn(workdir, _worker_environment(workdir, request.settings.threads, token),
-                                 _environment(1), stdout_write, stderr_write)
+            answer = _checked_answer(_read_regular(answer_path, protocol.ANSWER_BYTES), request, wall_s)
+            if answer["status"] == "ok":
+                placements = _read_placements(worker.workdir / protocol.PLACEMENTS_FILE, request)
+                if len(answer["runtime_samples_s"]) != worker.granted:
+                    raise ValueError(f"runtime_samples_s holds {len(answer['runtime_samples_s'])} samples; the "
+                                     f"worker was granted {worker.granted} timed calls")
+        except ValueError as exc:
+            status, error, answer = "invalid", clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
+    return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s)
+
+
+def run_workers(requests: Sequence[WorkerRequest]) -> list[WorkerOutcome]:
+    """Run one worker per request at once, timed in turns call by call (see
+    `_time_in_turns`), each to completion or its own timeout; never raises for candidate
+    behaviour. All requests share the timing settings and the number of windows."""
+    with contextlib.ExitStack() as stack:
+        # ignore_cleanup_errors: the candidate may have removed the folder or left a file unremovable.
+        folders = [Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eplb-eval-",
+                                                                        ignore_cleanup_errors=True)))
+                   for _ in requests]
+        running: list[_Running] = []
+        try:
+            for request, folder in zip(requests, folders, strict=True):
+                running.append(_start(request, folder))
+            _time_in_turns(running)
         finally:
-            os.close(stdout_write)
-            os.close(stderr_write)
-        tails = (collections.deque(), collections.deque())
-        drains = [threading.Thread(target=_drain, args=(os.fdopen(fd, "rb", buffering=0), tail), daemon=True)
-                  for fd, tail in zip((stdout_read, stderr_read), tails, strict=True)]
-        for thread in drains:
-            thread.start()
-        try:
-            returncode = child.wait(request.timeout_s)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            timed_out = True
-        # Whatever happened, nothing the candidate started may outlive its evaluation.
-        _kill_group(child.pid)
-        _kill_tagged(token)
-        if timed_out:
-            returncode = child.reap()
-        wall_s = time.perf_counter() - started
-        for thread in drains:
-            thread.join(timeout=5)
-        stdout_tail, stderr_tail = map(_tail_text, tails)
-        answer_path = work / protocol.ANSWER_FILE
-        placements: dict[str, np.ndarray] = {}
-        if timed_out:
-            status, error, answer = "timeout", f"no answer within {request.timeout_s:g} s; process group killed", {}
-        elif not os.path.lexists(answer_path):
-            status, error, answer = "crash", _exit_reason(returncode, stderr_tail), {}
-        else:
-            status, error = "", ""
-            try:
-                answer = _checked_answer(_read_regular(answer_path, protocol.ANSWER_BYTES), request, wall_s)
-                if answer["status"] == "ok":
-                    placements = _read_placements(work / protocol.PLACEMENTS_FILE, request)
-            except ValueError as exc:
-                status, error, answer = "invalid", clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
-        return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s)
+            outcomes = [_finish(worker) for worker in running]
+        return outcomes
+
+
+def run_worker(request: WorkerRequest) -> WorkerOutcome:
+    """Run one worker alone; see `run_workers`."""
+    return run_workers([request])[0]

@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field
 
 from harness import __version__
 
-__all__ = ["RESULTS_DIR", "Settings", "TimingConfig", "default_jobs", "resolve_device"]
+__all__ = ["DEADLINE_FACTOR", "DEADLINE_START_S", "RESULTS_DIR", "TIMEOUT_CAP_S", "Deadline", "Settings",
+           "TimingConfig", "deadline", "default_jobs", "resolve_device"]
 
 RESULTS_DIR = "results"  # the default result store folder, relative to the working folder
+# Without --timeout, an evaluation may take DEADLINE_FACTOR times the reference's whole
+# evaluation on the same workload plus DEADLINE_START_S, and never more than TIMEOUT_CAP_S:
+# a hung candidate is cut off in seconds, a slow one still has room.
+TIMEOUT_CAP_S = 120.0
+DEADLINE_FACTOR = 10.0
+DEADLINE_START_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -43,11 +51,12 @@ class TimingConfig:
 @dataclass(frozen=True)
 class Settings:
     """How one evaluation runs: the device, torch threads in the worker, the wall-clock
-    limit of one evaluation (`timeout_s`), its memory cap and the timing protocol."""
+    limit of one evaluation (`timeout_s`; None: derived from the reference, see
+    `deadline`), its memory cap and the timing protocol."""
 
     device: str = "cpu"
     threads: int = 1
-    timeout_s: float = 120.0
+    timeout_s: float | None = None
     memory_mb: int = 4096
     timing: TimingConfig = field(default_factory=TimingConfig)
 
@@ -55,6 +64,26 @@ class Settings:
     def hash(self) -> str:
         payload = json.dumps({**asdict(self), "harness_version": __version__}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """How long one evaluation may run, and the rule that set it (stored with the row)."""
+
+    seconds: float
+    rule: str
+
+
+def deadline(settings: Settings, reference_wall_s: float = math.nan) -> Deadline:
+    """The deadline of an evaluation: `settings.timeout_s` when given, else derived from
+    `reference_wall_s` (the reference's whole evaluation on the same workload), else the cap."""
+    if settings.timeout_s is not None:
+        return Deadline(settings.timeout_s, f"--timeout {settings.timeout_s:g} s")
+    if math.isfinite(reference_wall_s) and reference_wall_s > 0:
+        seconds = min(TIMEOUT_CAP_S, DEADLINE_START_S + DEADLINE_FACTOR * reference_wall_s)
+        return Deadline(seconds, f"{DEADLINE_FACTOR:g} x the reference's {reference_wall_s:.2f} s "
+                                 f"+ {DEADLINE_START_S:g} s, at most {TIMEOUT_CAP_S:g} s")
+    return Deadline(TIMEOUT_CAP_S, f"the {TIMEOUT_CAP_S:g} s cap (no reference timing for this workload)")
 
 
 def resolve_device(device: str) -> str:

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TimingStats", "finite_or", "first_per_group", "group_mean", "group_median", "group_min",
-           "mean_delta_vs_partner", "pareto_mask", "summarize", "t975"]
+__all__ = ["MedianInterval", "TimingStats", "finite_or", "first_per_group", "group_mean", "group_median",
+           "group_min", "mean_delta_vs_partner", "median_interval", "pareto_mask", "summarize", "t975"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,30 @@ class TimingStats:
     def relative_iqr(self) -> float:
         """IQR over median: the spread a ranking has to beat."""
         return self.iqr_s / self.median_s if self.median_s > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class MedianInterval:
+    """A median and its distribution-free 95% confidence interval (NaN when undefined)."""
+
+    median: float
+    low: float
+    high: float
+
+
+def median_interval(values: Sequence[float]) -> MedianInterval:
+    """The median of the finite `values` with a 95% interval from order statistics: the
+    number of values below the true median is Binomial(n, 1/2), so the values ranked
+    n/2 -+ 1.96 sqrt(n)/2 bracket it with about 95% confidence (normal approximation;
+    below 6 values the interval is the whole range, which covers it with less)."""
+    finite = np.sort(np.asarray([v for v in values if math.isfinite(v)], dtype=np.float64))
+    n = len(finite)
+    if n == 0:
+        return MedianInterval(math.nan, math.nan, math.nan)
+    half_width = 1.96 * math.sqrt(n) / 2
+    low = min(max(math.floor(n / 2 - half_width), 0), n - 1)
+    high = min(max(math.ceil(n / 2 + half_width) - 1, 0), n - 1)
+    return MedianInterval(float(np.median(finite)), float(finite[low]), float(finite[high]))
 
 
 def summarize(samples_s: list[float]) -> TimingStats:

@@ -10,6 +10,10 @@ version is in each file's schema metadata, key `eplb_harness_schema_version`):
 - 2: `gpu_max_over_mean_per_layer` (list<double>): per layer, max over mean GPU load,
   mean over the window pairs; empty for failed rows. The HTML report plots it.
 - 3: `stdout_tail`: the last 4 KiB the worker wrote to stdout, beside `stderr_tail`.
+- 4: paired timing and deadlines: `speedup_vs_reference` is now the median of per-pair
+  ratios with the reference timed call by call beside the candidate, with
+  `speedup_ci95_low`/`_high` and `reference_runtime_s`; `score` (balance and paired
+  speedup, see README); `deadline_s` and `deadline_rule` (the limit the evaluation had).
 Readers accept files of any version: columns a file lacks read as null, extra columns
 are kept (`read(columns=...)` reads only the columns asked for, from each file that has
 them).
@@ -32,7 +36,7 @@ from harness.errors import HarnessError
 from harness.files import write_atomically
 from harness.results import EvalResult
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _ARROW_TYPES = {
     "str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
     "datetime": pa.timestamp("us", tz="UTC"), "tuple[float, ...]": pa.list_(pa.float64()),
@@ -63,12 +67,16 @@ class ResultStore:
         return sorted(self.root.glob("*.parquet")) if self.root.is_dir() else []
 
     def append(self, rows: Sequence[EvalResult]) -> Path:
-        """Write `rows` as one new file; return its path."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        """Write `rows` as one new file; return its path. A folder that cannot be written
+        is the user's to fix: HarnessError."""
         stamp = datetime.now().strftime("%Y%m%dT%H%M%S")
         final = self.root / f"{stamp}-{rows[0].run_id}-{uuid.uuid4().hex[:8]}.parquet"
         table = to_table(rows)
-        return write_atomically(final, lambda file: pq.write_table(table, file))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            return write_atomically(final, lambda file: pq.write_table(table, file))
+        except OSError as exc:
+            raise HarnessError(f"result store {self.root} cannot be written: {exc.strerror or exc}") from exc
 
     def read(self, columns: Iterable[str] | None = None) -> pa.Table:
         """Every stored row (of the given columns), files of older versions included."""

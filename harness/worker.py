@@ -18,6 +18,7 @@ import gc
 import importlib.util
 import json
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -137,17 +138,17 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
         torch.cuda.reset_peak_memory_stats(device)
     samples: list[float] = []
     nondeterministic = False
-    # Every window is timed at least once, so a candidate cannot be fast on window 0 only.
-    min_samples = max(timing["min_samples"], windows.shape[0])
+    # The parent says when to time a call and on which window (`protocol.Turns`), so that
+    # it can alternate this worker's calls with the reference's, call by call.
+    turns = protocol.Turns(socket.socket(fileno=protocol.TURN_FD))
+    turns.ready()
     # As timeit does: collect once, then no collection of the harness's garbage lands in a sample.
     gc.collect()
     gc.disable()
-    started = time.perf_counter()
-    t = 0
     try:
-        while len(samples) < timing["max_samples"] and (
-            len(samples) < min_samples or time.perf_counter() - started < timing["min_time_s"]
-        ):
+        while (t := turns.next_window()) is not None:
+            if not 0 <= t < windows.shape[0]:
+                return protocol.Answer(status="crash", error=f"the harness asked for window {t}")
             weight = windows[t].clone()
             _synchronize(device)
             begin = time.perf_counter()
@@ -163,7 +164,7 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
                     nondeterministic = not np.array_equal(again, first_outputs[t])
                 except (ValueError, TypeError, RuntimeError, IndexError, KeyError):
                     nondeterministic = True
-            t = (t + 1) % windows.shape[0]
+            turns.done()
     finally:
         gc.enable()
     device_name, cuda_version, peak_device_memory_bytes = _device_facts(device)

@@ -8,15 +8,16 @@ thread and initialises no CUDA, so a fork is as safe as a fresh start. Each chil
 initialises what it uses (CUDA included) after the fork, exactly as a fresh process would.
 
 Protocol, over the SOCK_SEQPACKET socket FD: the zygote sends `ready` once it has
-imported everything; each request is one JSON message (`workdir`, `env`) with three
-descriptors attached: a stream socket for this evaluation and the write ends of its
-stdout and stderr pipes. On that stream socket the zygote answers `{"pid": N}` at the
-fork and `{"returncode": R}` once the child is reaped (R negative for a signal, as
-subprocess reports it). The parent times the child out and kills its process group itself.
+imported everything; each request is one JSON message (`workdir`, `env`) with
+descriptors attached: a stream socket for this evaluation, then those the child gets as
+its descriptors 1, 2, ... (stdout, stderr and the worker's turn channel). On that
+stream socket the zygote answers `{"pid": N}` at the fork and `{"returncode": R}` once
+the child is reaped (R negative for a signal, as subprocess reports it). The parent
+times the child out and kills its process group itself.
 
 What a child gets before the candidate's code is read: a new session (its own process
-group), death with the zygote (PR_SET_PDEATHSIG), stdin from /dev/null and the two pipes,
-no other descriptor, the work folder as its cwd, the evaluation's environment, fresh
+group), death with the zygote (PR_SET_PDEATHSIG), stdin from /dev/null and the descriptors
+sent with the request, no other, the work folder as its cwd, the evaluation's environment, fresh
 random seeds; then `harness.worker.serve`. Each child is a child subreaper, and so is
 the zygote: a descendant the candidate detaches (double fork, new session, cleared
 environment) is re-parented to the child while it lives and to the zygote after, which
@@ -31,6 +32,7 @@ parent: the evaluations in flight then end as crashes, and the next ones get a n
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import json
 import os
@@ -41,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +53,7 @@ __all__ = ["WarmChild", "main", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
-_MAX_FDS = 1 << 16
+_MAX_CHILD_FDS = 8
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -88,9 +91,21 @@ class _Zygote:
             _, stderr = self.process.communicate()
             raise RuntimeError(f"the warm zygote did not start: {stderr.decode(errors='replace')[-2000:]}")
         self.process.stderr.close()  # it writes nothing once ready; its children have pipes of their own
+        # At exit, let it kill what it still holds before this process is gone, so that
+        # nothing of an evaluation outlives the command that ran it.
+        atexit.register(self.close)
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def close(self) -> None:
+        self.control.close()
+        try:
+            self.process.wait(timeout=_REAP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.home.cleanup()
 
 
 @dataclass
@@ -118,7 +133,7 @@ class WarmChild:
         runs past `timeout_s`. A zygote that died reports SIGKILL: its children die with it."""
         try:
             message = self._message(timeout_s)
-        except TimeoutError:
+        except (TimeoutError, BlockingIOError):  # BlockingIOError: no time was left at all
             raise subprocess.TimeoutExpired(f"warm worker {self.pid}", timeout_s) from None
         self.reply.close()
         return -signal.SIGKILL if message is None else int(message["returncode"])
@@ -139,12 +154,12 @@ def _zygote(zygote_env: dict[str, str], replace_dead: _Zygote | None = None) -> 
         return _CURRENT
 
 
-def _fork(zygote: _Zygote, message: bytes, stdout_fd: int, stderr_fd: int) -> WarmChild:
+def _fork(zygote: _Zygote, message: bytes, child_fds: Sequence[int]) -> WarmChild:
     ours, theirs = socket.socketpair()
     child = WarmChild(0, ours)
     try:
         with zygote.send_lock:
-            socket.send_fds(zygote.control, [message], [theirs.fileno(), stdout_fd, stderr_fd])
+            socket.send_fds(zygote.control, [message], [theirs.fileno(), *child_fds])
         theirs.close()
         answer = child._message(_REAP_TIMEOUT_S)
         if answer is None:
@@ -158,18 +173,17 @@ def _fork(zygote: _Zygote, message: bytes, stdout_fd: int, stderr_fd: int) -> Wa
     return child
 
 
-def spawn(workdir: str, env: dict[str, str], zygote_env: dict[str, str], stdout_fd: int,
-          stderr_fd: int) -> WarmChild:
-    """Fork a worker on the evaluation folder `workdir` with environment `env`, its
-    stdout and stderr on the given descriptors (the caller closes its copies). The zygote
-    is started with `zygote_env` when none runs, and once more if it fails to answer."""
+def spawn(workdir: str, env: dict[str, str], zygote_env: dict[str, str], child_fds: Sequence[int]) -> WarmChild:
+    """Fork a worker on the evaluation folder `workdir` with environment `env`; `child_fds`
+    become its descriptors 1, 2, ... (the caller closes its copies). The zygote is started
+    with `zygote_env` when none runs, and once more if it fails to answer."""
     message = json.dumps({"workdir": workdir, "env": env}).encode()
     zygote = _zygote(zygote_env)
     try:
-        return _fork(zygote, message, stdout_fd, stderr_fd)
+        return _fork(zygote, message, child_fds)
     except OSError:
         zygote.process.kill()  # dead or stuck
-        return _fork(_zygote(zygote_env, replace_dead=zygote), message, stdout_fd, stderr_fd)
+        return _fork(_zygote(zygote_env, replace_dead=zygote), message, child_fds)
 
 
 # ---------------------------------------------------------------------------- the zygote's side
@@ -232,7 +246,7 @@ def _reap(roots: dict[int, socket.socket]) -> None:
         reply.close()
 
 
-def _child(zygote_pid: int, request: dict, stdout_fd: int, stderr_fd: int) -> None:
+def _child(zygote_pid: int, request: dict, child_fds: list[int]) -> None:
     """In the forked child: isolate, then run the worker; never returns."""
     status = 70
     try:
@@ -244,10 +258,13 @@ def _child(zygote_pid: int, request: dict, stdout_fd: int, stderr_fd: int) -> No
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         null = os.open(os.devnull, os.O_RDONLY)
+        # Each moved above every target first, so that no dup2 overwrites one still to come.
+        limit = os.sysconf("SC_OPEN_MAX")
+        high = [os.dup2(fd, limit - 1 - index) for index, fd in enumerate(child_fds)]
         os.dup2(null, 0)
-        os.dup2(stdout_fd, 1)
-        os.dup2(stderr_fd, 2)
-        os.closerange(3, _MAX_FDS)  # the control socket, other evaluations' pipes and sockets
+        for target, fd in enumerate(high, start=1):
+            os.dup2(fd, target)
+        os.closerange(len(high) + 1, limit)  # the control socket, other evaluations' pipes and sockets
         os.chdir(request["workdir"])
         os.environ.clear()
         os.environ.update(request["env"])
@@ -286,19 +303,19 @@ def main(control_fd: int) -> None:
         if control not in readable:
             continue
         try:
-            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 3)
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, _MAX_CHILD_FDS + 1)
         except OSError:
             message, fds = b"", []
-        if not message or len(fds) != 3:
+        if not message or not fds:
             break
-        reply_fd, stdout_fd, stderr_fd = fds
+        reply_fd, *child_fds = fds
         reply = socket.socket(fileno=reply_fd)
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(zygote_pid, json.loads(message), stdout_fd, stderr_fd)
-        os.close(stdout_fd)
-        os.close(stderr_fd)
+            _child(zygote_pid, json.loads(message), child_fds)
+        for fd in child_fds:
+            os.close(fd)
         roots[pid] = reply
         try:
             reply.sendall(json.dumps({"pid": pid}).encode() + b"\n")

@@ -104,3 +104,77 @@ def suite_rows() -> list[EvalResult]:
     return rows
 
 
+
+
+# The framework loops (tests/test_frameworks_*.py): a one-workload suite, and a stand-in for
+# the LLM endpoint that answers with fixed SEARCH/REPLACE diffs against the seed parent.
+TINY_SUITE = {"name": "tiny", "version": 1, "workloads": [
+    {"name": "tiny-v2lite-zipf", "family": "zipf", "preset": "deepseek-v2-lite", "seed": 5, "num_windows": 2,
+     "params": {"exponent": 0.8, "drift": 0.1}}]}
+
+
+def _reply(name: str, search: str, replace: str) -> str:
+    return (f"<NAME>\n{name}\n</NAME>\n<DESCRIPTION>\n{name.replace('_', ' ')}\n</DESCRIPTION>\n"
+            f"<DIFF>\n<<<<<<< SEARCH\n{search}=======\n{replace}>>>>>>> REPLACE\n</DIFF>\n")
+
+
+# Each applies to the seed parent and to every child of these three, so the replies come
+# out in order whichever parent a framework picks: the first, to the only program there
+# is, gives a valid child that improves nothing; then an invalid one; then one that hangs.
+RETURN_LINE = "    return phy2log, log2phy, logcnt\n"
+STANDIN_REPLIES = (
+    _reply("same_swap_rounds", "NUM_SWAP_ROUNDS = 4\n", "NUM_SWAP_ROUNDS = 4  # tried, no better\n"),
+    _reply("one_replica_each", RETURN_LINE, "    logcnt = torch.ones_like(logcnt)\n" + RETURN_LINE),
+    _reply("wait_for_more_load", RETURN_LINE, '    __import__("time").sleep(3600)\n' + RETURN_LINE),
+)
+STANDIN_STATUSES = ("ok", "invalid", "timeout")  # what the harness makes of each reply's child
+
+
+class ChatStandIn:
+    """A local OpenAI-compatible endpoint (`POST .../chat/completions`) in a thread: each
+    request gets the next of `replies`, cycling; `prompts` keeps each request's messages
+    joined. Use as a context manager; `url` is the base URL a client is given."""
+
+    def __init__(self, replies: tuple[str, ...]) -> None:
+        import itertools
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.prompts: list[str] = []
+        lock, cycle, prompts = threading.Lock(), itertools.cycle(replies), self.prompts
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    reply = next(cycle)
+                    prompts.append("\n".join(str(m.get("content", "")) for m in request.get("messages", [])))
+                body = json.dumps({
+                    "id": f"standin-{len(prompts)}", "object": "chat.completion", "created": 0,
+                    "model": request.get("model", "standin"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": reply}}],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+                }).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def __enter__(self) -> ChatStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()

@@ -8,6 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli
 
+from harness.report.standings import STANDING_FIELDS
+from harness.store import SCHEMA
+
 
 @pytest.fixture
 def example_file(tmp_path: Path) -> Path:
@@ -70,3 +73,25 @@ def test_bad_input_gets_one_line_and_exit_2(args, message, tmp_path, example_fil
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "store").exists()
+
+
+def test_evaluate_json_holds_every_figure_per_workload_and_aggregated(example_file, tmp_path):
+    np.save(tmp_path / "two_windows.npy", np.stack([README_WEIGHT, README_WEIGHT[:, ::-1]]))
+    done = cli("evaluate", "candidates/seed_parent.py", "--workload", str(example_file), "--workload",
+               str(tmp_path / "two_windows.npy"), *README_TOPOLOGY_ARGS, "--json", "--results", str(tmp_path / "s"))
+    assert done.returncode == 0, done.stderr
+
+    def no_constants(name):
+        raise AssertionError(f"{name} is not JSON")
+
+    report = json.loads(done.stdout, parse_constant=no_constants)  # NaN went out as null
+    first, second = report["workloads"]
+    assert [first["workload_name"], second["workload_name"]] == ["example", "two_windows"]
+    assert set(first) == set(SCHEMA.names) - {"stdout_tail", "stderr_tail", "gpu_max_over_mean_per_layer"}
+    assert first["moved_replicas_per_plan"] is None and second["moved_replicas_per_plan"] >= 0  # one window: none
+    assert first["runtime_iqr_s"] >= 0 and first["runtime_samples"] >= 1 and first["created_at"][:2] == "20"
+    assert set(report) == (set(STANDING_FIELDS) - {"rank"}) | {"status", "error"}
+    assert report["ok"] == 2 and report["status"] == "ok" and report["statuses"] == "ok:2"
+    assert report["balancedness"] == pytest.approx((first["balancedness"] + second["balancedness"]) / 2)
+    assert report["fit_balancedness"] == pytest.approx((first["fit_balancedness"] + second["fit_balancedness"]) / 2)
+    assert report["speedup_vs_reference"] > 0 and report["worst_balancedness"] <= report["balancedness"]

@@ -3,7 +3,8 @@
 import pytest
 
 from harness.candidates import CANDIDATES_DIR, discover
-from harness.evaluate import Settings, evaluate
+from harness.evaluate import evaluate
+from harness.settings import Settings
 from harness.workloads import synthetic_workload
 
 torch = pytest.importorskip("torch")

@@ -39,7 +39,7 @@ def test_html_report_is_self_contained(tmp_path):
                     "Per-layer GPU load", "Lineage of diffs"):
         assert f"<h2>{heading}" in page
     assert "error: ValueError: boom" in page and 'class="failed"' in page
-    assert "<p class='note'>Compared on the 3 workloads all 4 candidates have rows for.</p>" in page
+    assert "<p class='note'>Compared like for like on 3 workloads (4 candidates).</p>" in page
     assert re.search(r"<b>kid</b> #1 · balancedness 0.9200 · <span class=\"up\">Δ \+0.0600</span> vs parent", page)
 
 

@@ -12,12 +12,20 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import TINY_SUITE
 
-from harness.candidates import load_candidate
+from harness.candidates import load_candidate, source_hash
 from harness.cli import main
 from harness.errors import HarnessError
 from harness.integrations import EVALUATION_FILES
-from harness.integrations.frameworks import METRIC_KEYS, evaluate_program, resolve_config
+from harness.integrations.frameworks import (
+    METRIC_KEYS,
+    FrameworkIds,
+    evaluate_program,
+    resolve_config,
+    search_run_id,
+)
+from harness.integrations.shinka_evaluate import shinka_ids
 from harness.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,9 +33,6 @@ SEED_DIFF = ROOT / "candidates" / "diffs" / "peak_aware_tail_and_two_step_fixup.
 HANG_BUDGET_S = 3.0
 SLACK_S = 6.0  # what the caller may wait past the budget: the grace plus clean-up
 
-TINY_SUITE = {"name": "tiny", "version": 1, "workloads": [
-    {"name": "tiny-v2lite-zipf", "family": "zipf", "preset": "deepseek-v2-lite", "seed": 5, "num_windows": 2,
-     "params": {"exponent": 0.8, "drift": 0.1}}]}
 CONFIG = """\
 suite = "tiny.json"
 stage1_suite = "tiny.json"
@@ -160,9 +165,10 @@ def test_openevolve_scores_the_seed_child_through_the_cascade(configured):
         (metrics["replica_balancedness"] + 0.02 / metrics["runtime_s"]) / 2)
     artifacts = evaluator.get_pending_artifacts("seed-child")
     assert "Valid on all 1 workloads" in artifacts["feedback"] and "status" not in artifacts
-    rows = [r for r in stored(configured) if r["run_id"] == "openevolve" and r["status"] == "ok"]
+    seed_hash = load_candidate(configured / "seed.py").hash
+    rows = [r for r in stored(configured) if r["candidate_hash"] == seed_hash]
     assert len(rows) == 2  # stage 1 and stage 2, one workload each
-    assert {r["candidate_hash"] for r in rows} == {load_candidate(configured / "seed.py").hash}
+    assert {(r["run_id"], r["status"]) for r in rows} == {("openevolve", "ok")}
 
 
 def test_openevolve_gets_our_timeout_result_for_a_hang(configured, monkeypatch):
@@ -205,6 +211,12 @@ def shinka(workspace: Path, program: str, results_dir: Path, *extra: str) -> sub
 def finished(process: subprocess.Popen) -> tuple[int, str]:
     _, stderr = process.communicate(timeout=300)
     return process.returncode, stderr
+
+
+def answered(process: subprocess.Popen) -> tuple[int, str]:
+    """The exit status and stdout, for what the script prints."""
+    stdout, _ = process.communicate(timeout=300)
+    return process.returncode, stdout
 
 
 def read_back(results_dir: Path) -> tuple[dict, dict]:
@@ -250,3 +262,116 @@ def test_shinka_bad_configuration_still_answers(configured):
     metrics, correct = read_back(results_dir)
     assert correct["correct"] is False and "no-such-suite" in correct["error"]
     assert metrics["combined_score"] == 0.0 and not math.isnan(metrics["public"]["balancedness"])
+
+
+@pytest.mark.parametrize("arguments", [["--score", "speed"], ["--seed", "3"]], ids=["unknown score", "extra argument"])
+def test_shinka_bad_arguments_still_answer(configured, arguments):
+    results_dir = configured / "gen_6" / "results"
+    returncode, stdout = answered(shinka(configured, "seed.py", results_dir, *arguments))
+    assert returncode == 2
+    metrics, correct = read_back(results_dir)
+    assert correct["correct"] is False and arguments[0] in correct["error"]
+    assert metrics["text_feedback"] == correct["error"] and metrics["combined_score"] == 0.0
+    assert arguments[0] in stdout  # ShinkaEvolve shows a failed program's stdout when it asks for a fix
+
+
+def test_shinka_prints_its_feedback(configured):
+    returncode, stdout = answered(shinka(configured, "invalid.py", configured / "gen_7" / "results"))
+    assert returncode == 0
+    assert "INVALID placement on workload tiny-v2lite-zipf" in stdout and "logcnt disagrees" in stdout
+
+
+def test_shinka_ids_follow_its_results_folder(tmp_path):
+    search = tmp_path / "first"
+    initial = "def f():\n    return 1  \n"  # trailing spaces and a final newline, as a user writes
+    child = "def f():\n    return 2"  # ShinkaEvolve's diff patcher strips both
+    for generation, main_source, original in ((0, initial, None), (1, child, initial.replace("  \n", "")),
+                                              (2, child + "\n# again", child)):
+        folder = search / f"gen_{generation}"
+        folder.mkdir(parents=True)
+        (folder / "main.py").write_text(main_source)
+        if original is not None:
+            (folder / "original.py").write_text(original)
+    run_id = search_run_id("shinka", search)
+    assert "/" not in run_id and run_id.startswith("shinka-first-")
+    assert shinka_ids(search / "gen_0" / "main.py") == FrameworkIds(run_id, "first/gen_0", "")
+    # gen_1's original.py is gen_0's source stripped: the parent is gen_0 as stored.
+    assert shinka_ids(search / "gen_1" / "main.py") == FrameworkIds(run_id, "first/gen_1", source_hash(initial))
+    assert shinka_ids(search / "gen_2" / "main.py").parent_hash == source_hash(child)
+    assert shinka_ids(tmp_path / "elsewhere.py") == FrameworkIds()
+    other = search_run_id("shinka", tmp_path / "other" / "first")
+    assert other != run_id and other.startswith("shinka-first-")
+
+
+# ---------------------------------------------------------------- search folders
+
+
+def folder_files(folder: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted(folder.iterdir())}
+
+
+def test_integrations_writes_ready_search_folders(tmp_path, capsys):
+    yaml = pytest.importorskip("yaml")
+    seed_parent = (ROOT / "candidates" / "seed_parent.py").read_text()
+    task, example, store = tmp_path / "task", tmp_path / "example", tmp_path / "store"
+    assert main(["integrations", "shinka", "--task-dir", str(task), "--budget", "30", "--results", str(store)]) == 0
+    printed = capsys.readouterr().out
+    assert "shinka_run --task-dir . --config-fname shinka.yaml" in printed
+    assert set(folder_files(task)) == {"evaluate.py", "initial.py", "eplb.toml", "shinka.yaml", "README.md"}
+    assert (task / "initial.py").read_text() == seed_parent
+    compile((task / "evaluate.py").read_text(), "evaluate.py", "exec")
+    settings = resolve_config(task / "eplb.toml")
+    assert (settings.budget, settings.results, settings.suite) == (30.0, str(store), "default")
+    assert settings.score == resolve_config().score  # the integration's default, read from the config
+    shinka_config = yaml.safe_load((task / "shinka.yaml").read_text())
+    assert shinka_config["evo"]["use_text_feedback"] is True
+    hours, minutes, seconds = map(int, shinka_config["job"]["time"].split(":"))
+    assert hours * 3600 + minutes * 60 + seconds > 30
+    assert "rebalance_experts" in shinka_config["evo"]["task_sys_msg"]
+    assert shinka_config["max_evaluation_jobs"] == 1
+    readme = (task / "README.md").read_text()
+    assert all(command in readme for command in printed.splitlines()[2:] if command.strip())
+
+    assert main(["integrations", "openevolve", "--example-dir", str(example), "--suite", "quick",
+                 "--score", "balancedness"]) == 0
+    capsys.readouterr()
+    assert (example / "initial_program.py").read_text() == seed_parent
+    settings = resolve_config(example / "eplb.toml")
+    assert (settings.score, settings.suite, settings.stage1_suite) == ("balancedness", "quick", "quick")
+    assert settings.run_id == search_run_id("openevolve", example)
+    assert settings.results == str(Path("results").resolve())  # the store here, shared by every search
+    pytest.importorskip("openevolve")
+    from openevolve.config import load_config
+
+    config = load_config(str(example / "config.yaml"))
+    assert config.evaluator.timeout > settings.budget and config.evaluator.max_retries == 0
+    assert config.evaluator.cascade_evaluation and 0 < config.evaluator.cascade_thresholds[0] < 1e-3
+    assert config.max_code_length > len(seed_parent)
+    assert "rebalance_experts" in config.prompt.system_message
+
+
+def test_integrations_folder_mistakes_are_named(tmp_path, capsys):
+    task = tmp_path / "task"
+    assert main(["integrations", "shinka", "--task-dir", str(task)]) == 0
+    before = folder_files(task)
+    (task / "initial.py").write_text("# my own edits\n")
+    no_markers = tmp_path / "plain.py"
+    no_markers.write_text("def rebalance_experts():\n    pass\n")
+    capsys.readouterr()
+    for arguments, reason in [
+        (["shinka", "--task-dir", str(task)], "already holds evaluate.py, initial.py"),
+        (["shinka", "--example-dir", str(tmp_path / "x")], "one framework"),
+        (["--task-dir", str(tmp_path / "x")], "one framework"),
+        (["shinka", "--suite", "quick"], "--suite shape a search folder"),
+        (["openevolve", "--example-dir", str(tmp_path / "x"), "--score", "speed"], "unknown score 'speed'"),
+        (["openevolve", "--example-dir", str(tmp_path / "x"), "--suite", "no-such-suite"], "unknown suite"),
+        (["openevolve", "--example-dir", str(tmp_path / "x"), "--budget", "0"], "positive number of seconds"),
+        (["openevolve", "--example-dir", str(tmp_path / "x"), "--initial", str(no_markers)], "no EVOLVE-BLOCK"),
+    ]:
+        assert main(["integrations", *arguments]) == 2, arguments
+        error = capsys.readouterr().err
+        assert reason in error and len(error.splitlines()) == 1, (arguments, error)
+    assert not (tmp_path / "x").exists()
+    assert (task / "initial.py").read_text() == "# my own edits\n"  # nothing overwritten
+    assert main(["integrations", "shinka", "--task-dir", str(task), "--force"]) == 0
+    assert folder_files(task) == before

@@ -38,12 +38,13 @@ def test_apply_diff_command_writes_the_child_or_refuses_in_one_line(tmp_path):
 def write_chain(folder: Path) -> None:
     """parent.py <- first.diff <- second.diff, declared in parents.toml; broken.diff fails."""
     (folder / "parent.py").write_text((CANDIDATES_DIR / "deepseek_eplb.py").read_text())
-    source = (folder / "parent.py").read_text()
-    assert source.count('"""') >= 2
-    docstring_line = source.splitlines()[0]
+    lines = (folder / "parent.py").read_text().splitlines()
+    # The first line a search may change: the one after the EVOLVE-BLOCK-START marker.
+    anchor = lines[next(i for i, line in enumerate(lines) if "EVOLVE-BLOCK-START" in line) + 1]
+    assert lines.count(anchor) == 1
     (folder / "first.diff").write_text(
         f"<NAME>\nfirst\n</NAME>\n<DESCRIPTION>\nA comment.\n</DESCRIPTION>\n<DIFF>\n"
-        f"<<<<<<< SEARCH\n{docstring_line}\n=======\n# first link\n{docstring_line}\n>>>>>>> REPLACE\n</DIFF>\n")
+        f"<<<<<<< SEARCH\n{anchor}\n=======\n# first link\n{anchor}\n>>>>>>> REPLACE\n</DIFF>\n")
     (folder / "second.diff").write_text(
         "<<<<<<< SEARCH\n# first link\n=======\n# first link\n# second link\n>>>>>>> REPLACE\n")
     (folder / "broken.diff").write_text("<<<<<<< SEARCH\n# not in the parent\n=======\n# x\n>>>>>>> REPLACE\n")

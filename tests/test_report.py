@@ -160,8 +160,8 @@ def test_leaderboard_compares_on_the_workloads_all_candidates_have():
     compared = comparison(board)
     assert compared == Comparison(True, 2, 3, left_out=("c",), more_rows=("a", "b"))
     text = format_table(board)
-    assert "Compared on the 2 workloads all 3 candidates have rows for." in text
-    assert "not used: a, b. Left out, with no row on these workloads: c." in text
+    assert "Compared like for like on 2 workloads (3 candidates)." in text
+    assert "not used: a, b. Left out, lacking rows on some of them: c." in text
     assert "Left out" in format_markdown(board)
     assert comparison(board.slice(0, 1)) == compared  # what --limit does keeps it
 
@@ -179,7 +179,7 @@ def test_all_workloads_ranks_each_over_its_own():
 def test_one_shared_workload_set_leaves_nobody_out():
     board = leaderboard(to_table(suite_rows()))
     assert comparison(board) == Comparison(True, 3, 4)
-    assert format_table(board).count("Compared on the 3 workloads all 4 candidates have rows for.") == 1
+    assert format_table(board).count("Compared like for like on 3 workloads (4 candidates).") == 1
     assert "--all-workloads" not in format_table(board)
     empty = leaderboard(to_table(suite_rows()), candidates=["nobody"])
     assert len(empty) == 0 and comparison(empty) == Comparison(True, 0, 0)
@@ -190,10 +190,19 @@ def test_cli_leaderboard_says_what_it_compared(tmp_path, capsys):
     assert main(["leaderboard", "--results", str(store.root), "--format", "json"]) == 0
     out, err = capsys.readouterr()
     assert [r["candidate_name"] for r in json.loads(out)] == ["b", "a", "d"]  # stdout stays plain JSON
-    assert "Compared on the 2 workloads" in err and "Left out" in err
+    assert "Compared like for like on 2 workloads" in err and "Left out" in err
     assert main(["leaderboard", "--results", str(store.root), "--format", "json", "--all-workloads"]) == 0
     out, err = capsys.readouterr()
     assert {r["candidate_name"]: r["workloads"] for r in json.loads(out)} == {"a": 3, "b": 3, "c": 1, "d": 1}
     assert "Each candidate over all of its own workloads" in err
     assert main(["leaderboard", "--results", str(store.root)]) == 0
-    assert "Left out, with no row on these workloads: c." in capsys.readouterr().out
+    assert "Left out, lacking rows on some of them: c." in capsys.readouterr().out
+
+
+def test_a_candidate_scored_half_way_is_left_out_not_shrinking_the_comparison():
+    rows = [row(c, f"w{i}", 0.8) for c in ("a", "b", "c") for i in range(4)]
+    rows += [row("half", "w0", 0.99), row("half", "w1", 0.99)]  # killed after two workloads
+    board = leaderboard(to_table(rows))
+    assert comparison(board) == Comparison(True, 4, 3, left_out=("half",))
+    assert [s.workloads for s in to_standings(board)] == [4, 4, 4]
+    assert to_standings(leaderboard(to_table(rows), common_workloads=False))[0].candidate_name == "half"

@@ -9,11 +9,13 @@ one workload may take, as on the command line (so rows share the CLI's settings 
 killed with its process group when it runs out.
 
 Every row lands in the Parquet store (unless `results` is `none`), with lineage when the
-caller gives it: the program id becomes `candidate_name`, the parent id `parent_hash`.
+caller gives it or the framework's records show it (`FrameworkIds`): the program id
+becomes `candidate_name`, the parent's source hash `parent_hash`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -30,10 +32,11 @@ from harness.report import SCORES, leaderboard, to_standings
 from harness.results import EvalResult
 from harness.settings import RESULTS_DIR, Settings, TimingConfig, resolve_device
 from harness.stats import finite_or
-from harness.store import AUTO_COMPACT_FILES, ResultStore, to_table
+from harness.store import ResultStore, to_table
 from harness.workloads import Workload, suite_workloads
 
-__all__ = ["METRIC_KEYS", "SCORES", "Evaluation", "IntegrationConfig", "evaluate_program", "resolve_config"]
+__all__ = ["METRIC_KEYS", "SCORES", "Evaluation", "FrameworkIds", "IntegrationConfig", "evaluate_program",
+           "resolve_config", "search_run_id"]
 
 ENV_PREFIX = "EPLB_HARNESS_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -66,7 +69,7 @@ class IntegrationConfig:
     device: str = _CLI.device
     threads: int = _CLI.threads
     memory_mb: int = _CLI.memory_mb
-    run_id: str = ""  # default: the framework's name
+    run_id: str = ""  # default: the search's, where the framework shows it (FrameworkIds), else its name
     timing: Mapping[str, float] = field(default_factory=dict)  # TimingConfig fields (file or keywords only)
 
     def settings(self) -> Settings:
@@ -131,7 +134,7 @@ def resolve_config(config: str | os.PathLike | None = None, **overrides: Any) ->
     cfg = IntegrationConfig(**values)
     if cfg.score not in SCORES:
         raise HarnessError(f"unknown score {cfg.score!r} for combined_score; choose one of {', '.join(SCORES)}")
-    if not (cfg.budget > 0 and cfg.timeout > 0) or cfg.threads < 1 or cfg.memory_mb < 1:
+    if not (cfg.budget > 0 and (cfg.timeout is None or cfg.timeout > 0)) or cfg.threads < 1 or cfg.memory_mb < 1:
         raise HarnessError("budget, timeout, threads and memory_mb must be positive")
     return cfg
 
@@ -149,22 +152,39 @@ def _suite(name: str) -> list[Workload]:
     return cached[1]
 
 
+@dataclass(frozen=True)
+class FrameworkIds:
+    """What the framework's own records tell about the program being evaluated, where the
+    evaluator can read them: the search's run id, the program's id and its parent's
+    source hash. Each is a default, below the caller's options and the environment."""
+
+    run_id: str = ""
+    program_id: str = ""
+    parent_hash: str = ""
+
+
+def search_run_id(framework: str, folder: Path) -> str:
+    """The run id of the search living in `folder`: readable, and distinct for every
+    folder (a short hash of its absolute path), so searches can share one store. No
+    slash: the store names its files after run ids."""
+    folder = folder.resolve()
+    return f"{framework}-{folder.name}-{hashlib.sha256(str(folder).encode()).hexdigest()[:6]}"
+
+
 def _framework_candidate(program_path: Path, source: str, framework: str, program_id: str | None,
-             parent_id: str | None) -> Candidate:
-    """The candidate with its lineage: `program_id` (default: the program's folder for
-    ShinkaEvolve's gen_N/main.py, else `<framework>-<hash>`) becomes its name; `parent_id`
-    becomes `parent_hash`: a path to the parent's source gives that source's hash, any
-    other id is kept as given."""
+                         parent_id: str | None, found: FrameworkIds) -> Candidate:
+    """The candidate with its lineage. Its name is the program id: the caller's, else
+    `EPLB_HARNESS_PROGRAM_ID`, else the framework's own (`found`), else
+    `<framework>-<hash prefix>`. Its `parent_hash` comes from the parent id (the caller's,
+    else `EPLB_HARNESS_PARENT_ID`: a path to the parent's source gives that source's hash,
+    any other id is kept as given), else from `found`."""
     digest = source_hash(source)
-    program_id = program_id or os.environ.get(PROGRAM_ID_ENV) or ""
-    parent_id = parent_id or os.environ.get(PARENT_ID_ENV) or ""
-    if not program_id:
-        folder = program_path.resolve().parent.name
-        program_id = folder if folder.startswith("gen_") else f"{framework}-{digest[:8]}"
-    parent_hash = parent_id
-    if parent_id and Path(parent_id).is_file():
-        parent_hash = source_hash(Path(parent_id).read_text(encoding="utf-8", errors="replace"))
-    return Candidate(name=program_id, source=source, hash=digest, path=str(program_path), parent_hash=parent_hash)
+    program_id = program_id or os.environ.get(PROGRAM_ID_ENV) or found.program_id or f"{framework}-{digest[:8]}"
+    parent_hash = parent_id or os.environ.get(PARENT_ID_ENV) or ""
+    if parent_hash and Path(parent_hash).is_file():
+        parent_hash = source_hash(Path(parent_hash).read_text(encoding="utf-8", errors="replace"))
+    return Candidate(name=program_id, source=source, hash=digest, path=str(program_path),
+                     parent_hash=parent_hash or found.parent_hash)
 
 
 @dataclass(frozen=True)
@@ -248,10 +268,11 @@ def _feedback(status: str, reason: str, workload: str, rows: list[EvalResult], m
 
 
 def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", framework: str = "harness",
-                     program_id: str | None = None, parent_id: str | None = None,
+                     program_id: str | None = None, parent_id: str | None = None, found: FrameworkIds = FrameworkIds(),
                      config: str | os.PathLike | None = None, **overrides: Any) -> Evaluation:
     """Score the program at `program_path` on the configured suite (`stage="quick"`: the
-    stage-1 suite) within the configured budget, store the rows, and summarise.
+    stage-1 suite) within the configured budget, store the rows, and summarise. The rows'
+    run id is the configured one, else `found.run_id`, else the framework's name.
 
     Raises HarnessError only for a bad configuration; whatever the candidate does is a result.
     """
@@ -259,25 +280,30 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
     settings = cfg.settings()
     suite = cfg.stage1_suite if stage == "quick" else cfg.suite
     workloads = _suite(suite)
-    run_id = cfg.run_id or framework
+    run_id = cfg.run_id or found.run_id or framework
     path = Path(program_path)
     try:
         source, read_error = path.read_text(encoding="utf-8"), ""
     except (OSError, UnicodeDecodeError) as exc:
         source, read_error = "", f"the program {path} cannot be read: {exc}"
-    candidate = _framework_candidate(path, source, framework, program_id, parent_id)
+    candidate = _framework_candidate(path, source, framework, program_id, parent_id, found)
+    store = _writable_store(cfg.results)
     if read_error:
         rows = [EvalResult.failed(context(candidate, workloads[0], settings, run_id, suite), "error", read_error)]
+        if store is not None:
+            store.append(rows)
     else:
-        rows = list(run([candidate], workloads, settings, None, suite=suite, run_id=run_id, jobs=1, fresh=True,
-                        reference=False, stop_at_first_failure=True, budget_s=cfg.budget).rows)
+        done = run([candidate], workloads, settings, store, suite=suite, run_id=run_id, jobs=1, fresh=True,
+                   stop_at_first_failure=True, budget_s=cfg.budget)
+        # The reference's own rows, where this call had to make them, are stored but not this program's.
+        rows = [row for row in done.rows if row.candidate_hash == candidate.hash]
 
     failed = next((row for row in rows if row.status != "ok"), None)
     metrics = _metrics(rows, cfg.score)
     status, reason = (failed.status, failed.error) if failed else ("ok", "")
     stderr_tail = failed.stderr_tail if failed else ""
     workload = failed.workload_name if failed else min(rows, key=lambda r: r.balancedness).workload_name
-    stored_in = _store(cfg.results, rows)
+    stored_in = "" if store is None else str(store.root)
     return Evaluation(
         status=status, reason=reason, workload=workload, metrics=metrics,
         per_workload={row.workload_name: {"status": row.status, "balancedness": finite_or(row.balancedness, 0.0),
@@ -288,16 +314,17 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
     )
 
 
-def _store(results: str, rows: list[EvalResult]) -> str:
-    """Append `rows` to the store; a store that cannot be written is reported on stderr
-    and never fails the evaluation."""
-    if results.lower() in NO_STORE or not rows:
-        return ""
+def _writable_store(results: str) -> ResultStore | None:
+    """The configured store; None when storing is off, or when the folder cannot be
+    written (said on stderr: a store must never fail an evaluation)."""
+    if results.lower() in NO_STORE:
+        return None
     try:
         store = ResultStore(results)
-        written = store.append(rows)
-        store.compact(AUTO_COMPACT_FILES)
-        return str(written)
+        store.root.mkdir(parents=True, exist_ok=True)
+        if not os.access(store.root, os.W_OK):
+            raise OSError(f"{store.root} is not writable")
+        return store
     except (OSError, HarnessError) as exc:
         print(f"eplb-harness: warning: result store {results} not written: {exc}", file=sys.stderr)
-        return ""
+        return None

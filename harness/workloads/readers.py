@@ -12,6 +12,10 @@ places those loads on a topology and returns a `Workload`. Formats:
 Layers with no load in any window (dense layers such as DeepSeek-V3's rows 0-2) are
 dropped and the drop is noted; loads must be finite and non-negative. Only numpy is needed
 up front: torch, pyarrow and ijson are imported by the formats that need them.
+
+What a file parses to is cached on disk (`harness.workloads.cache`, keyed by the file's
+path, size and modification time, the window steps and `READER_VERSION`), so a trace is
+parsed once however many evaluations read it; .npy files are read directly.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import HarnessError
+from harness.workloads import cache
 from harness.workloads.model import DEFAULT_WINDOW_STEPS, Workload, topology_for_shape
 from harness.workloads.windows import (
     WindowSum,
@@ -34,7 +39,10 @@ from harness.workloads.windows import (
     too_few_steps,
 )
 
-__all__ = ["Loads", "file_workload", "read_domain_counts", "read_loads"]
+__all__ = ["READER_VERSION", "Loads", "file_workload", "read_domain_counts", "read_loads"]
+
+# Bump when what a file parses to changes: cached parses of older versions are then unused.
+READER_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -266,6 +274,29 @@ def read_loads(path: Path | str, window_steps: int = DEFAULT_WINDOW_STEPS) -> Lo
     window_steps = check_window_steps(window_steps)
     if not path.is_file():
         raise HarnessError(f"workload file {path} does not exist")
+    if path.suffix.lower() == ".npy":  # already the array: a cached copy would save nothing
+        return _parse(path, window_steps)
+    source = cache.stamp(path, window_steps, READER_VERSION)
+    cached = _from_arrays(cache.load(source))
+    if cached is not None:
+        return cached
+    loads = _parse(path, window_steps)
+    cache.store(source, {"weights": loads.weights, "format": np.array(loads.format),
+                         "notes": np.array(loads.notes, dtype=str), "partial_last": np.array(loads.partial_last)})
+    return loads
+
+
+def _from_arrays(arrays: dict[str, np.ndarray] | None) -> Loads | None:
+    """The `Loads` a cache entry holds; None for a miss or an entry of another layout."""
+    try:
+        return Loads(arrays["weights"], str(arrays["format"]), tuple(map(str, arrays["notes"])),
+                     bool(arrays["partial_last"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _parse(path: Path, window_steps: int) -> Loads:
+    """`read_loads` without the cache."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".json":
