@@ -139,7 +139,7 @@ def harness_evaluate(program: Path, trace: Path, store) -> dict[str, float]:
 
     candidate = load_candidate(program)
     workloads = resolve_workloads(None, [str(trace)], dict(TOPOLOGY), window_steps=STEPS_PER_WINDOW)
-    report = run([candidate], workloads, Settings(), store, jobs=1)
+    report = run([candidate], workloads, Settings(), store, jobs=1, fresh=True)  # as a new program is
     (row,) = [r for r in report.rows if r.candidate_hash == candidate.hash]
     return {"status": row.status, "balancedness_gpu": row.balancedness, "balancedness_slot": row.replica_balancedness,
             "call_s": row.runtime_s}

@@ -254,7 +254,7 @@ def cmd_integrations(args: argparse.Namespace) -> int:
                                                  ("--results", args.results), ("--force", args.force or None))
                     if value is not None]
         if settings:
-            raise HarnessError(f"{', '.join(settings)} shape a search folder, which needs a folder: {usage}")
+            raise HarnessError(f"{', '.join(settings)}: settings of a search folder, so give the folder: {usage}")
         for name, path in EVALUATION_FILES.items():
             if args.framework in (None, name):
                 print(path if args.framework else f"{name}\t{path}")

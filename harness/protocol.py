@@ -146,10 +146,11 @@ class Turns:
     """The turn channel between the parent and one worker, so that the parent can time
     two workers (a candidate and the reference) in alternation, call by call, on the same
     window: the worker says it is `ready` after its warm-up, then the parent `grant`s one
-    timed call on window t at a time and the worker says `done` after each; `stop` ends
-    the timing. Each message is tiny; a worker that fails closes the channel by exiting."""
+    timed call on window t at a time and the worker says `done` with the call's time after
+    each (the parent decides from these when it has timed enough); `stop` ends the
+    timing. Each message is tiny; a worker that fails closes the channel by exiting."""
 
-    _READY, _DONE, _WINDOW = b"R", b"D", struct.Struct("<i")
+    _READY, _WINDOW, _DONE = b"R", struct.Struct("<i"), struct.Struct("<cd")
 
     def __init__(self, channel: socket.socket) -> None:
         self.channel = channel
@@ -178,20 +179,26 @@ class Turns:
         window = self._WINDOW.unpack(data)[0] if len(data) == self._WINDOW.size else -1
         return window if window >= 0 else None
 
-    def done(self) -> None:
-        self.channel.sendall(self._DONE)
+    def done(self, sample_s: float) -> None:
+        """The call is made; it took `sample_s` seconds."""
+        self.channel.sendall(self._DONE.pack(b"D", sample_s))
 
     # The parent's side.
     def wait_ready(self, timeout_s: float) -> bool:
         return self._receive(1, timeout_s) == self._READY
 
-    def grant(self, window: int, timeout_s: float) -> bool:
-        """Have the worker time one call on `window`; whether it said it did in time."""
+    def grant(self, window: int, timeout_s: float) -> float | None:
+        """Have the worker time one call on `window`: the seconds it says the call took,
+        None if it did not say so in time."""
         try:
             self.channel.sendall(self._WINDOW.pack(window))
         except OSError:
-            return False
-        return self._receive(1, timeout_s) == self._DONE
+            return None
+        data = self._receive(self._DONE.size, timeout_s)
+        if len(data) != self._DONE.size:
+            return None
+        tag, sample_s = self._DONE.unpack(data)
+        return sample_s if tag == b"D" else None
 
     def stop(self) -> None:
         try:

@@ -44,12 +44,14 @@ import time
 import uuid
 import zipfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from harness import protocol, zygote
+from harness.metrics import SPEED_DOUBLINGS
+from harness.stats import median_interval
 
 __all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "run_worker", "run_workers"]
 
@@ -257,7 +259,11 @@ class _Running:
     tails: tuple[collections.deque, collections.deque]
     started: float  # perf_counter at the fork
     deadline: float  # monotonic
-    granted: int = 0  # timed calls it said it made
+    samples_s: list[float] = field(default_factory=list)  # the timed calls it says it made
+
+    @property
+    def granted(self) -> int:
+        return len(self.samples_s)
 
     def time_left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -271,7 +277,6 @@ def _start(request: WorkerRequest, workdir: Path) -> _Running:
     (workdir / protocol.REQUEST_FILE).write_text(request.settings.to_json())
     (stdout_read, stdout_write), (stderr_read, stderr_write) = os.pipe(), os.pipe()
     ours, theirs = socket.socketpair()
-    started, deadline = time.perf_counter(), time.monotonic() + request.timeout_s
     try:
         # numpy and torch run single-threaded in the zygote (so that it starts no thread
         # before a fork); the worker sets torch's own count.
@@ -285,6 +290,9 @@ def _start(request: WorkerRequest, workdir: Path) -> _Running:
     finally:
         for fd in (stdout_write, stderr_write, theirs.detach()):
             os.close(fd)
+    # The clock starts at the fork: a zygote's own start (the first evaluation of a
+    # process waits for it) is no candidate's time.
+    started, deadline = time.perf_counter(), time.monotonic() + request.timeout_s
     tails = (collections.deque(), collections.deque())
     drains = [threading.Thread(target=_drain, args=(os.fdopen(fd, "rb", buffering=0), tail), daemon=True)
               for fd, tail in zip((stdout_read, stderr_read), tails, strict=True)]
@@ -300,31 +308,48 @@ def _signal_group(pgid: int, number: int) -> None:
         pass
 
 
+def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str, float],
+                  ratios: list[float] | None) -> bool:
+    """Whether the rounds so far suffice (see `settings.TimingConfig`); `ratios`: the
+    per-round speedups when two workers are timed in pairs."""
+    if rounds >= timing["max_samples"] or elapsed_s >= timing["max_time_s"]:
+        return True
+    if rounds < max(timing["min_samples"], windows) or elapsed_s < timing["min_time_s"]:
+        return False
+    if ratios is None:
+        return True
+    interval = median_interval(ratios)
+    beyond_the_score = interval.low >= 2 ** SPEED_DOUBLINGS or interval.high <= 2 ** -SPEED_DOUBLINGS
+    return beyond_the_score or interval.high - interval.low <= 2 * timing["precision"] * interval.median
+
+
 def _time_in_turns(running: list[_Running]) -> None:
-    """Grant the workers their timed calls in turns, all on the same window in each round,
-    until every live worker has made at least `min_samples` (and one per window) and
-    `min_time_s` has passed, at most `max_samples`. During one worker's call the others'
+    """Grant the workers their timed calls in rounds, one call each in turns, all on the
+    same window in a round, until `_timed_enough`. During one worker's call the others'
     process groups are stopped, so a candidate cannot slow the reference down (nor the
-    reverse). A worker that fails or runs out of time drops out; the rest go on."""
+    reverse). A worker that fails or runs out of time drops out; the rest go on. With two
+    workers, the first is the candidate and the second its reference."""
     live = [worker for worker in running if worker.turns.wait_ready(worker.time_left())]
     timing = running[0].request.settings.timing
     windows = running[0].request.weights.shape[0]
-    min_samples = max(timing["min_samples"], windows)
     rounds, started = 0, time.perf_counter()
-    while live and rounds < timing["max_samples"] and (
-            rounds < min_samples or time.perf_counter() - started < timing["min_time_s"]):
-        window = rounds % windows
+    ratios: list[float] | None = [] if len(running) == 2 else None
+    while live and not _timed_enough(rounds, time.perf_counter() - started, windows, timing, ratios):
         for worker in list(live):
             others = [other for other in live if other is not worker]
             for other in others:
                 _signal_group(other.child.pid, signal.SIGSTOP)
-            made = worker.turns.grant(window, worker.time_left())
+            sample_s = worker.turns.grant(rounds % windows, worker.time_left())
             for other in others:
                 _signal_group(other.child.pid, signal.SIGCONT)
-            if made:
-                worker.granted += 1
-            else:
+            if sample_s is None:
                 live.remove(worker)
+            else:
+                worker.samples_s.append(sample_s)
+        if ratios is not None and len(live) == 2:  # both made this round's call
+            candidate_s, reference_s = running[0].samples_s[-1], running[1].samples_s[-1]
+            if candidate_s > 0:  # a candidate's impossible time is judged with its answer
+                ratios.append(reference_s / candidate_s)
         rounds += 1
     for worker in running:
         worker.turns.stop()

@@ -23,29 +23,35 @@ RESULTS_DIR = "results"  # the default result store folder, relative to the work
 # a hung candidate is cut off in seconds, a slow one still has room.
 TIMEOUT_CAP_S = 120.0
 DEADLINE_FACTOR = 10.0
-DEADLINE_START_S = 5.0
+DEADLINE_START_S = 3.0
 
 
 @dataclass(frozen=True)
 class TimingConfig:
     """How the candidate's call is timed. After one untimed call per window (which yields
-    the placements) and `warmup` more, timed calls cycle over the windows until at least
-    `min_samples` (and every window once) and `min_time_s`, at most `max_samples`. Each
-    sample is `perf_counter` around the call alone, on a fresh copy of the window's
-    weights, bracketed by CUDA synchronisation on a GPU; garbage is collected before the
-    timed calls and collection is off during them (as timeit does). A median whose IQR exceeds
-    `unstable_iqr` of it is flagged."""
+    the placements) and `warmup` more, timed calls are made in rounds that cycle over the
+    windows; with the reference beside it, each round times one call of each, in turns,
+    on the same window. Rounds go on until there are at least `min_samples` (and one per
+    window) and `min_time_s` has passed and, when paired, the 95% interval of the median
+    speedup is within `precision` of it (or wholly beyond what the score counts); at most
+    `max_samples` rounds or `max_time_s`. Each sample is `perf_counter` around the call
+    alone, on a fresh copy of the window's weights, bracketed by CUDA synchronisation on a
+    GPU; garbage is collected before the timed calls and collection is off during them (as
+    timeit does). A median whose IQR exceeds `unstable_iqr` of it is flagged."""
 
     warmup: int = 1
-    min_samples: int = 5
-    max_samples: int = 100
-    min_time_s: float = 0.5
+    min_samples: int = 10
+    max_samples: int = 200
+    min_time_s: float = 0.2
+    max_time_s: float = 3.0
+    precision: float = 0.01
     unstable_iqr: float = 0.10
 
     def describe(self) -> str:
-        return (f"median of perf_counter around the call, gc off while timing; "
-                f"{self.warmup} warm-up after the placement pass; "
-                f"{self.min_samples}-{self.max_samples} samples and >= {self.min_time_s:g} s over all windows")
+        return (f"median of perf_counter around the call, gc off while timing, in turns with the reference; "
+                f"{self.warmup} warm-up after the placement pass; {self.min_samples}-{self.max_samples} rounds over "
+                f"all windows, >= {self.min_time_s:g} s, until the paired speedup is known within "
+                f"{self.precision:.0%}, <= {self.max_time_s:g} s")
 
 
 @dataclass(frozen=True)

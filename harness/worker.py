@@ -164,7 +164,7 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
                     nondeterministic = not np.array_equal(again, first_outputs[t])
                 except (ValueError, TypeError, RuntimeError, IndexError, KeyError):
                     nondeterministic = True
-            turns.done()
+            turns.done(samples[-1])
     finally:
         gc.enable()
     device_name, cuda_version, peak_device_memory_bytes = _device_facts(device)

@@ -21,6 +21,7 @@ from harness.integrations import EVALUATION_FILES
 from harness.integrations.frameworks import (
     METRIC_KEYS,
     FrameworkIds,
+    IntegrationConfig,
     evaluate_program,
     resolve_config,
     search_run_id,
@@ -95,7 +96,7 @@ def test_config_precedence_file_then_env_then_keywords(configured, monkeypatch):
     cfg = resolve_config()
     assert cfg.suite == str(configured / "tiny.json")  # relative to the file
     assert cfg.results == str(configured / "store")
-    assert cfg.score == "adrs_combined" and cfg.timeout == 120
+    assert cfg.score == "harness" and cfg.timeout == 120
     monkeypatch.setenv("EPLB_HARNESS_SCORE", "balancedness")
     monkeypatch.setenv("EPLB_HARNESS_TIMEOUT", "30")
     cfg = resolve_config()
@@ -160,8 +161,11 @@ def test_openevolve_scores_the_seed_child_through_the_cascade(configured):
     assert set(METRIC_KEYS) <= metrics.keys()
     assert metrics["valid"] == 1.0
     assert 0.5 < metrics["balancedness"] <= 1.0
-    assert metrics["combined_score"] == pytest.approx(metrics["adrs_combined_score"])
-    assert metrics["combined_score"] == pytest.approx(
+    # The default score: balance, and the speedup timed in pairs beside the reference.
+    assert metrics["combined_score"] == pytest.approx(metrics["score"])
+    assert metrics["score"] == pytest.approx(
+        metrics["balancedness"] + 0.01 * max(-4, min(4, math.log2(metrics["speedup_vs_reference"]))))
+    assert metrics["adrs_combined_score"] == pytest.approx(
         (metrics["replica_balancedness"] + 0.02 / metrics["runtime_s"]) / 2)
     artifacts = evaluator.get_pending_artifacts("seed-child")
     assert "Valid on all 1 workloads" in artifacts["feedback"] and "status" not in artifacts
@@ -322,7 +326,7 @@ def test_integrations_writes_ready_search_folders(tmp_path, capsys):
     compile((task / "evaluate.py").read_text(), "evaluate.py", "exec")
     settings = resolve_config(task / "eplb.toml")
     assert (settings.budget, settings.results, settings.suite) == (30.0, str(store), "default")
-    assert settings.score == resolve_config().score  # the integration's default, read from the config
+    assert settings.score == IntegrationConfig().score  # the integration's default
     shinka_config = yaml.safe_load((task / "shinka.yaml").read_text())
     assert shinka_config["evo"]["use_text_feedback"] is True
     hours, minutes, seconds = map(int, shinka_config["job"]["time"].split(":"))
@@ -330,7 +334,7 @@ def test_integrations_writes_ready_search_folders(tmp_path, capsys):
     assert "rebalance_experts" in shinka_config["evo"]["task_sys_msg"]
     assert shinka_config["max_evaluation_jobs"] == 1
     readme = (task / "README.md").read_text()
-    assert all(command in readme for command in printed.splitlines()[2:] if command.strip())
+    assert all(line.strip() in readme for line in printed.splitlines()[2:])
 
     assert main(["integrations", "openevolve", "--example-dir", str(example), "--suite", "quick",
                  "--score", "balancedness"]) == 0
@@ -362,7 +366,7 @@ def test_integrations_folder_mistakes_are_named(tmp_path, capsys):
         (["shinka", "--task-dir", str(task)], "already holds evaluate.py, initial.py"),
         (["shinka", "--example-dir", str(tmp_path / "x")], "one framework"),
         (["--task-dir", str(tmp_path / "x")], "one framework"),
-        (["shinka", "--suite", "quick"], "--suite shape a search folder"),
+        (["shinka", "--suite", "quick"], "--suite: settings of a search folder"),
         (["openevolve", "--example-dir", str(tmp_path / "x"), "--score", "speed"], "unknown score 'speed'"),
         (["openevolve", "--example-dir", str(tmp_path / "x"), "--suite", "no-such-suite"], "unknown suite"),
         (["openevolve", "--example-dir", str(tmp_path / "x"), "--budget", "0"], "positive number of seconds"),

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from harness import protocol
 from harness.candidates import REFERENCE_PATH
 from harness.sandbox import WorkerRequest, _checked_answer, run_worker
+from harness.settings import TimingConfig
 
 HARNESS = Path(protocol.__file__).parent
 SIDES = [HARNESS / "sandbox.py", HARNESS / "worker.py", HARNESS / "zygote.py"]
@@ -108,7 +110,7 @@ def test_the_worker_answers_with_exactly_the_protocol_fields():
     weights = np.random.default_rng(0).random((2, 2, 12)) * 100
     settings = protocol.WorkerSettings(
         topology={"num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8}, device="cpu", threads=1,
-        timing={"warmup": 0, "min_samples": 1, "max_samples": 2, "min_time_s": 0.0}, memory_mb=4096)
+        timing=asdict(TimingConfig(warmup=0, min_samples=1, max_samples=2, min_time_s=0.0)), memory_mb=4096)
     outcome = run_worker(WorkerRequest(source=REFERENCE_PATH.read_text(), weights=weights, settings=settings,
                                        timeout_s=120))
     assert (outcome.status, outcome.answer["status"]) == ("", "ok"), (outcome.error, outcome.answer)

@@ -161,7 +161,7 @@ def test_leaderboard_compares_on_the_workloads_all_candidates_have():
     assert compared == Comparison(True, 2, 3, left_out=("c",), more_rows=("a", "b"))
     text = format_table(board)
     assert "Compared like for like on 2 workloads (3 candidates)." in text
-    assert "not used: a, b. Left out, lacking rows on some of them: c." in text
+    assert "Not used: the rows of a, b on other workloads. Left out, lacking rows on some of them: c." in text
     assert "Left out" in format_markdown(board)
     assert comparison(board.slice(0, 1)) == compared  # what --limit does keeps it
 
@@ -206,3 +206,20 @@ def test_a_candidate_scored_half_way_is_left_out_not_shrinking_the_comparison():
     assert comparison(board) == Comparison(True, 4, 3, left_out=("half",))
     assert [s.workloads for s in to_standings(board)] == [4, 4, 4]
     assert to_standings(leaderboard(to_table(rows), common_workloads=False))[0].candidate_name == "half"
+
+
+def test_speedup_is_the_rows_paired_figure_and_the_score_uses_it():
+    from harness.metrics import harness_score
+    from harness.report import SCORES
+
+    rows = [row("deepseek_eplb", w, 0.8, 0.020, speedup_vs_reference=1.0) for w in ("w0", "w1")]
+    # timed in turns with the reference: 2x and 8x, though its absolute runtimes say 1x
+    rows += [row("a", "w0", 0.9, 0.020, speedup_vs_reference=2.0), row("a", "w1", 0.9, 0.020, speedup_vs_reference=8.0)]
+    rows += [row("old", w, 0.9, 0.010) for w in ("w0", "w1")]  # no paired figure: the runtimes' ratio
+    s = by_name(to_standings(leaderboard(to_table(rows))))
+    assert s["a"].speedup_vs_reference == pytest.approx(4.0) and s["old"].speedup_vs_reference == pytest.approx(2.0)
+    assert s["a"].score == pytest.approx(0.9 + 0.01 * 2) == pytest.approx(harness_score(0.9, 4.0))
+    assert s["deepseek_eplb"].score == pytest.approx(0.8)
+    against_old = by_name(to_standings(leaderboard(to_table(rows), reference="old")))
+    assert against_old["a"].speedup_vs_reference == pytest.approx(0.5)  # another reference: runtimes only
+    assert SCORES["harness"][0] == "score" and "score" in format_table(leaderboard(to_table(rows))).splitlines()[0]

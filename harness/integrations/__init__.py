@@ -8,6 +8,10 @@
 Both run `frameworks.evaluate_program`: the harness's isolated workers on a suite, within
 one time budget, every row in the Parquet store. The files are named so that neither
 shadows a top-level module when OpenEvolve puts this folder on `sys.path`.
+
+`scaffold.write_search_folder` writes a ready search folder for either framework (the
+`integrations shinka --task-dir` / `openevolve --example-dir` commands): a small
+evaluation file over these, the starting program, the settings and the commands.
 """
 
 from pathlib import Path

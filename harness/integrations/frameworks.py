@@ -49,7 +49,7 @@ NO_STORE = ("", "none", "off")
 METRIC_KEYS = (
     "combined_score", "valid", "balancedness", "replica_balancedness", "node_balancedness",
     "fit_balancedness", "worst_balancedness", "group_spread", "moved_replicas_per_plan", "runtime_s",
-    "adrs_combined_score", "adrs_score",
+    "speedup_vs_reference", "score", "adrs_combined_score", "adrs_score",
 )
 _CLI = Settings()
 
@@ -59,7 +59,7 @@ class IntegrationConfig:
     these defaults, a config file (TOML, or JSON by suffix; `EPLB_HARNESS_CONFIG` or the
     caller's `config`), `EPLB_HARNESS_<FIELD>` environment variables, the caller's keywords."""
 
-    score: str = "adrs_combined"  # which figure is `combined_score`: a key of SCORES
+    score: str = "harness"  # which figure is `combined_score`: a key of SCORES
     suite: str = "default"  # `evaluate` and `evaluate_stage2`
     stage1_suite: str = "quick"  # `evaluate_stage1`: the fast validity check
     results: str = RESULTS_DIR  # the Parquet store; `none` stores nothing

@@ -72,9 +72,10 @@ class Comparison:
             if self.fewer_rows:
                 text += f" With rows on fewer of them: {_names(self.fewer_rows)}."
             return text
-        text = f"Compared like for like on {self.workloads} workload{plural} ({self.candidates} candidates)."
+        many = "" if self.candidates == 1 else "s"
+        text = f"Compared like for like on {self.workloads} workload{plural} ({self.candidates} candidate{many})."
         if self.more_rows:
-            text += f" Their rows on other workloads are not used: {_names(self.more_rows)}."
+            text += f" Not used: the rows of {_names(self.more_rows)} on other workloads."
         if self.left_out:
             text += f" Left out, lacking rows on some of them: {_names(self.left_out)}."
         if self.more_rows or self.left_out:

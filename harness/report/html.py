@@ -390,8 +390,9 @@ def render_html(rows: pa.Table, standings: Sequence[Standing], *, source: str = 
     sections = [
         ("Key findings", _findings(standings, reference, front)),
         ("Leaderboard", "<p class='meta'>gpu_bal: mean GPU balancedness over ok workloads, ±95%: half-width of its "
-                        "95% interval over workloads; runtime_ms: median over workloads; speedup: vs the reference on "
-                        "shared workloads (geometric mean); Δbal_parent: vs the parent on shared workloads. Failed "
+                        "95% interval over workloads; runtime_ms: median over workloads; speedup: vs the reference "
+                        "(geometric mean over workloads, timed in turns with it); score: the harness's score of "
+                        "balancedness and speedup; Δbal_parent: vs the parent on shared workloads. Failed "
                         "candidates rank last, red.</p>"
                         + (f"<p class='note'>{_esc(compared.note())}</p>" if compared else "")
                         + _table(standings, reference)),

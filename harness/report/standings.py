@@ -18,9 +18,12 @@ How a leaderboard is made:
   aggregation of its rows. `median_runtime_s` is the
   median of the per-workload runtimes; `runtime_s` is their mean, which the compatibility
   scores use as DESIGN.md defines them (`combined_score`, `adrs_score`).
-- `speedup_vs_reference`: geometric mean over the workloads both ran `ok` of the
-  reference's runtime over the candidate's (the reference is the candidate named
-  `deepseek_eplb` unless told otherwise; > 1 is faster than it).
+- `speedup_vs_reference`: geometric mean over its `ok` workloads of each row's
+  `speedup_vs_reference`, timed in turns with the DeepSeek reference (> 1 is faster than
+  it); for a row without one, and against any other `reference` named, the reference's
+  runtime on the workload over the candidate's.
+- `score`: the harness's score of that balancedness and that speedup
+  (`harness.metrics.harness_score`), what a search ranks by.
 - `delta_vs_parent`: mean over the workloads both ran `ok` of the candidate's GPU
   balancedness minus its parent's, for candidates made by a diff.
 - Ranking: a candidate with any failed workload ranks below every candidate without one
@@ -38,7 +41,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harness.metrics import adrs_combined_score, adrs_leaderboard_score
+from harness.metrics import SPEED_DOUBLINGS, SPEED_WEIGHT, adrs_combined_score, adrs_leaderboard_score, harness_score
 from harness.report.comparison import like_for_like
 from harness.stats import first_per_group, group_mean, group_median, group_min, mean_delta_vs_partner, t975
 from harness.store import KEY_COLUMNS
@@ -54,7 +57,7 @@ COLUMNS = (
     "run_id", "suite", "created_at", "candidate_name", "candidate_hash", "parent_hash", "diff_name",
     "workload_id", "workload_name", "device", "settings_hash", "status", "error", "balancedness",
     "replica_balancedness", "node_balancedness", "fit_balancedness", "group_spread", "moved_replicas_per_plan",
-    "runtime_s",
+    "runtime_s", "speedup_vs_reference",
 )
 # Store columns whose mean over a candidate's ok workloads is its figure of the same name.
 _MEANS = ("balancedness", "replica_balancedness", "node_balancedness", "fit_balancedness", "group_spread",
@@ -83,6 +86,7 @@ class Standing:
     runtime_s: float  # mean over workloads (what the compatibility scores use)
     median_runtime_s: float
     speedup_vs_reference: float
+    score: float  # harness_score(balancedness, speedup_vs_reference)
     combined_score: float
     adrs_score: float
     parent_hash: str
@@ -98,17 +102,21 @@ STANDING_FIELDS = tuple(f.name for f in fields(Standing))
 SORT_KEYS = {
     "balancedness": True, "replica_balancedness": True, "node_balancedness": True, "fit_balancedness": True,
     "worst_balancedness": True, "group_spread": False, "moved_replicas_per_plan": False, "runtime_s": False,
-    "median_runtime_s": False, "speedup_vs_reference": True, "combined_score": True, "adrs_score": True,
+    "median_runtime_s": False, "speedup_vs_reference": True, "score": True, "combined_score": True, "adrs_score": True,
     "delta_vs_parent": True, "ok": True, "candidate_name": False,
 }
 
 # The scores a search can rank by, by name: the `Standing` figure each one is, and what it means.
 SCORES = {
+    "harness": ("score", f"harness score: GPU balancedness + {SPEED_WEIGHT:g} per doubling of speed against the "
+                         f"reference timed in turns with it (up to {SPEED_DOUBLINGS:g} doublings either way)"),
     "adrs_combined": ("combined_score",
-                      "OpenEvolve/ADRS combined score (replica_balancedness + 0.02 / runtime_s) / 2"),
+                      "OpenEvolve/ADRS combined score (replica_balancedness + 0.02 / runtime_s) / 2; "
+                      "absolute seconds, so as noisy as the machine"),
     "balancedness": ("balancedness", "GPU balancedness: mean GPU load / max GPU load, runtime ignored"),
     "adrs_leaderboard": ("adrs_score",
-                         "ADRS leaderboard score 90 b + 5 min(0.002 / t, 2) - (min(20 t, 20) if t > 0.01 else 0)"),
+                         "ADRS leaderboard score 90 b + 5 min(0.002 / t, 2) - (min(20 t, 20) if t > 0.01 else 0); "
+                         "absolute seconds, so as noisy as the machine"),
 }
 
 
@@ -308,6 +316,9 @@ def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None
         reference_runtime[work[ref_last]] = _floats(table, "runtime_s")[ref_last]
     with np.errstate(invalid="ignore", divide="ignore"):
         log_ratio = np.log(reference_runtime[ok_work] / runtime)
+        if reference == REFERENCE:  # rows timed in turns with the shipped reference carry that paired figure
+            paired = np.log(_floats(table, "speedup_vs_reference")[ok])
+            log_ratio = np.where(np.isfinite(paired), paired, log_ratio)
     log_ratio[~np.isfinite(log_ratio)] = np.nan
     speedup = np.exp(group_mean(ok_cand, log_ratio, groups)[0])
 
@@ -330,9 +341,9 @@ def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None
         replica_balancedness=means["replica_balancedness"], node_balancedness=means["node_balancedness"],
         fit_balancedness=means["fit_balancedness"], worst_balancedness=worst, group_spread=means["group_spread"],
         moved_replicas_per_plan=means["moved_replicas_per_plan"], runtime_s=means["runtime_s"],
-        median_runtime_s=median_runtime,
-        speedup_vs_reference=speedup, combined_score=combined, adrs_score=adrs, parent_hash=parent_hash,
-        parent_name=parent_name, diff_name=diff_name, delta_vs_parent=delta,
+        median_runtime_s=median_runtime, speedup_vs_reference=speedup,
+        score=harness_score(means["balancedness"], speedup), combined_score=combined, adrs_score=adrs,
+        parent_hash=parent_hash, parent_name=parent_name, diff_name=diff_name, delta_vs_parent=delta,
         first_error=pa.array(first_error, type=pa.string()),
         uncompared_workloads=uncompared_by_hash[1][
             pc.index_in(hash_array, value_set=uncompared_by_hash[0]).to_numpy(zero_copy_only=False)],

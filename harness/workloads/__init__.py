@@ -14,8 +14,9 @@ return `Loads`, what a file holds before a topology is attached.
 
 Modules, one concept each: `model` (the records, model presets, where data lives),
 `synthetic` (the families), `windows` (steps summed into windows), `readers` (file
-formats), `suites` (suite specs and the entry points above), `summary` (what the CLI's
-`workloads` command prints). Everything is numpy (torch only to read .pt files).
+formats), `cache` (parsed trace files kept on disk), `suites` (suite specs and the entry
+points above), `summary` (what the CLI's `workloads` command prints). Everything is
+numpy (torch only to read .pt files).
 """
 
 from harness.workloads.model import (
