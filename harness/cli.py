@@ -38,6 +38,7 @@ from harness.settings import (
     DEADLINE_FACTOR,
     DEADLINE_START_S,
     RESULTS_DIR,
+    SCHEDULER_ENV,
     TIMEOUT_CAP_S,
     Settings,
     default_jobs,
@@ -86,7 +87,10 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                         help=f"torch threads per worker (default: {DEFAULTS.threads})")
     parser.add_argument("--fresh", action="store_true", help="evaluate again even what the store already holds")
     parser.add_argument("--jobs", type=_positive_int, default=default_jobs(),
-                        help="evaluations in parallel (default: the cores)")
+                        help="evaluations in parallel (default: the cores; with --scheduler, the workers' threads)")
+    parser.add_argument("--scheduler", default=os.environ.get(SCHEDULER_ENV) or None, metavar="tcp://HOST:PORT",
+                        help=f"evaluate on the workers of this Dask scheduler, store here (default: ${SCHEDULER_ENV}; "
+                             "docs/cluster.md)")
 
 
 def _add_window_steps(parser: argparse.ArgumentParser) -> None:
@@ -122,8 +126,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings(args)
     store = ResultStore(args.results)
     done = run(candidates, workloads, settings, store, suite=args.suite or "default", jobs=args.jobs,
-               fresh=args.fresh, progress=_progress)
+               fresh=args.fresh, scheduler=args.scheduler, progress=_progress)
     print(f"run {done.run_id}: {done.evaluated} evaluated, {done.reused} reused from {store.root}/")
+    for note in done.notes:
+        print(note)
     # The reference was timed in this run too: listing it gives every speedup its baseline.
     shown = {c.hash for c in candidates} | {load_candidate(REFERENCE_PATH).hash}
     print(format_table(leaderboard(store.read(), shown, {w.id for w in workloads})))
@@ -145,7 +151,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     workloads = _workloads(args)
     settings = _settings(args)
     store = ResultStore(args.results)
-    run(candidate_list, workloads, settings, store, suite=args.suite or "", jobs=args.jobs, fresh=args.fresh)
+    done = run(candidate_list, workloads, settings, store, suite=args.suite or "", jobs=args.jobs, fresh=args.fresh,
+               scheduler=args.scheduler)
+    for note in done.notes:
+        print(note, file=sys.stderr)
     stored = latest(store.read())
     table = stored.filter(pc.equal(stored["settings_hash"], settings.hash))
     ids = [w.id for w in workloads]

@@ -26,6 +26,8 @@ from joblib import Parallel, delayed
 
 from harness import __version__
 from harness.candidates import REFERENCE_PATH, Candidate, load_candidate
+from harness.cluster import RUNS_PER_CALL, connect
+from harness.errors import HarnessError
 from harness.metrics import (
     InvalidPlacement,
     Placement,
@@ -188,6 +190,7 @@ class RunReport:
     rows: tuple[EvalResult, ...]
     evaluated: int
     reused: int
+    notes: tuple[str, ...] = ()  # what else happened: Dask workers that died under evaluations
 
 
 def _chain(candidate: Candidate, workloads: Sequence[Workload], settings: Settings, run_id: str, suite: str,
@@ -218,6 +221,15 @@ def _chain(candidate: Candidate, workloads: Sequence[Workload], settings: Settin
     return rows
 
 
+def _lost(candidate: Candidate, workloads: Sequence[Workload], settings: Settings, run_id: str, suite: str,
+          partner: Candidate | None, limits: dict[str, Deadline], stop_at_first_failure: bool,
+          budget_s: float | None, *, reason: str) -> list[EvalResult]:
+    """The rows of a `_chain` call that never came back (its Dask workers died under it):
+    `crash`, for its first workload where it would have stopped at a failure, else for each."""
+    return [EvalResult.failed(context(candidate, w, settings, run_id, suite, limits.get(w.id) or deadline(settings)),
+                              "crash", reason) for w in (workloads[:1] if stop_at_first_failure else workloads)]
+
+
 # The reference's whole evaluation time per (reference hash, workload id, settings hash),
 # for deadlines: kept for the process, so that a long-lived caller (OpenEvolve imports its
 # evaluator once) times the reference once per workload even without a store.
@@ -245,6 +257,7 @@ def _as_reference(row: EvalResult) -> EvalResult:
 def run(candidates: list[Candidate], workloads: list[Workload], settings: Settings, store: ResultStore | None,
         *, suite: str = "", run_id: str | None = None, jobs: int | None = None, fresh: bool = False,
         reference: bool = True, stop_at_first_failure: bool = False, budget_s: float | None = None,
+        scheduler: str | None = None,
         progress: Callable[[Iterator[EvalResult], int], Iterator[EvalResult]] | None = None) -> RunReport:
     """Evaluate every (candidate, workload) pair (those the store lacks unless `fresh`),
     appending each row to `store` (None: neither read nor written) as it comes back.
@@ -256,9 +269,15 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
     `budget_s` (seconds per candidate, for all its workloads) walk each candidate's
     workloads in order in one task, as a search's evaluation call does: a candidate that
     fails once scores nothing, so the rest would cost time and tell nothing. Otherwise
-    every pair is its own task.
+    every pair is its own task. Tasks run `jobs` at a time in threads here, or, given the
+    address of a Dask `scheduler`, on its workers, as many at a time as they have threads
+    (`harness.cluster`); the rows come back here either way.
     """
     run_id = run_id or new_run_id()
+    cluster = connect(scheduler) if scheduler else None
+    if cluster is not None and settings.device not in ("cpu", "cuda"):
+        raise HarnessError(f"device {settings.device!r} on a Dask cluster: give cpu or cuda (each evaluation "
+                           "gets one GPU of its worker)")
     stored = set() if fresh or store is None else store.stored_keys()
     todo = [(c, w) for c in candidates for w in workloads if (c.hash, w.id, settings.hash) not in stored]
     baseline: Candidate | None = None
@@ -279,19 +298,35 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
             tasks[-1][1].append(workload)
         else:
             tasks.append((candidate, [workload]))
-    # Threads suffice: each evaluation's work happens in its own worker process.
-    parallel = Parallel(n_jobs=jobs or default_jobs(), prefer="threads", return_as="generator_unordered")
+    reruns: list[EvalResult] = []
+    lost: list[EvalResult] = []
+
+    def chains(calls: list[tuple]) -> Iterator[list[EvalResult]]:
+        """The rows of each `_chain(*call)` as it ends, in any order."""
+        if cluster is None:
+            # Threads suffice: each evaluation's work happens in its own worker process.
+            parallel = Parallel(n_jobs=jobs or default_jobs(), prefer="threads", return_as="generator_unordered")
+            yield from parallel(delayed(_chain)(*call) for call in calls)
+            return
+        for outcome in cluster.map(_chain, calls, gpu=settings.device == "cuda"):
+            if outcome.lost:
+                crashed = _lost(*calls[outcome.index], reason=outcome.lost)
+                lost.extend(crashed)
+                yield crashed
+            else:
+                if outcome.runs > 1:
+                    reruns.extend(outcome.value)
+                yield outcome.value
 
     def rows() -> Iterator[EvalResult]:
-        for (row,) in parallel(delayed(_chain)(baseline, [w], settings, run_id, suite, None, {}, False, None)
-                               for w in missing):
+        for (row,) in chains([(baseline, [w], settings, run_id, suite, None, {}, False, None) for w in missing]):
             if row.status == "ok":
                 _REFERENCE_WALL_S[(row.candidate_hash, row.workload_id, settings.hash)] = row.eval_wall_s
             yield _as_reference(row)
         limits = {w.id: deadline(settings, _REFERENCE_WALL_S.get((baseline.hash, w.id, settings.hash), math.nan)
                                  if baseline is not None else math.nan) for w in workloads}
-        for chain in parallel(delayed(_chain)(c, ws, settings, run_id, suite, baseline, limits,
-                                              stop_at_first_failure, budget_s) for c, ws in tasks):
+        for chain in chains([(c, ws, settings, run_id, suite, baseline, limits, stop_at_first_failure, budget_s)
+                             for c, ws in tasks]):
             yield from chain
 
     done: list[EvalResult] = []
@@ -304,4 +339,8 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
     hashes = {c.hash for c in candidates}
     evaluated = sum(row.candidate_hash in hashes for row in done)
     reused = sum((c.hash, w.id, settings.hash) in stored for c in candidates for w in workloads)
-    return RunReport(run_id, tuple(done), evaluated, reused)
+    notes = [f"{len(reruns)} evaluations ran again on another Dask worker after theirs died"] if reruns else []
+    if lost:
+        notes.append(f"{len(lost)} evaluations lost their Dask worker on each of {RUNS_PER_CALL} runs "
+                     f"and are stored as crash: {lost[0].error}")
+    return RunReport(run_id, tuple(done), evaluated, reused, tuple(notes))

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 from harness import __version__
 
-__all__ = ["DEADLINE_FACTOR", "DEADLINE_START_S", "RESULTS_DIR", "TIMEOUT_CAP_S", "Deadline", "Settings",
-           "TimingConfig", "deadline", "default_jobs", "resolve_device"]
+__all__ = ["CLUSTER_WAIT_S", "DEADLINE_FACTOR", "DEADLINE_START_S", "RESULTS_DIR", "SCHEDULER_ENV", "TIMEOUT_CAP_S",
+           "Deadline", "Settings", "TimingConfig", "deadline", "default_jobs", "resolve_device"]
 
 RESULTS_DIR = "results"  # the default result store folder, relative to the working folder
 # Without --timeout, an evaluation may take DEADLINE_FACTOR times the reference's whole
@@ -24,6 +24,10 @@ RESULTS_DIR = "results"  # the default result store folder, relative to the work
 TIMEOUT_CAP_S = 120.0
 DEADLINE_FACTOR = 10.0
 DEADLINE_START_S = 3.0
+# The Dask scheduler that evaluations go to (`--scheduler`, harness.cluster) when set, and
+# how long a run waits for a worker that can take them before it gives up.
+SCHEDULER_ENV = "EPLB_HARNESS_SCHEDULER"
+CLUSTER_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)

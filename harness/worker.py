@@ -141,10 +141,11 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
     # The parent says when to time a call and on which window (`protocol.Turns`), so that
     # it can alternate this worker's calls with the reference's, call by call.
     turns = protocol.Turns(socket.socket(fileno=protocol.TURN_FD))
-    turns.ready()
-    # As timeit does: collect once, then no collection of the harness's garbage lands in a sample.
+    # As timeit does: collect once, then no collection of the harness's garbage lands in a
+    # sample. Before saying ready, so that the collection is not waited for in a turn.
     gc.collect()
     gc.disable()
+    turns.ready()
     try:
         while (t := turns.next_window()) is not None:
             if not 0 <= t < windows.shape[0]:

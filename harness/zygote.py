@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import gc
 import json
 import os
 import select
@@ -288,6 +289,9 @@ def main(control_fd: int) -> None:
 
     from harness import worker  # noqa: F401
 
+    # What the imports made lives as long as the zygote: out of every child's collections
+    # (a full collection would walk all of torch), and its pages stay shared after a fork.
+    gc.freeze()
     _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
