@@ -17,7 +17,7 @@ time, and the evaluation's processes see only that one (as device 0). CPU calls 
 nothing and run on any worker.
 
 Faults. Dask gives the calls of a worker that died to another worker. The harness counts
-the starts of each call on the scheduler (a `distributed.Variable`), so a call runs at
+the starts of each call on the scheduler (with `distributed.Event`s), so a call runs at
 most `RUNS_PER_CALL` times: the next start returns at once as lost, and the client
 stores its rows as `crash`, saying why. Should the scheduler give up first (`KilledWorker`,
 with `distributed.scheduler.allowed-failures` under 2), the unfinished calls are sent
@@ -154,23 +154,23 @@ def _harness_version() -> str:
 
 
 def _counted(counter: str, index: int, gpu: bool, function: Callable[..., Any], call: tuple) -> Outcome:
-    """Run `function(*call)` unless it was started `RUNS_PER_CALL` times already, counting
-    its starts in the scheduler's variable `counter` (a restarted call has the same)."""
-    from distributed import Variable, get_worker
+    """Run `function(*call)` unless it was started `RUNS_PER_CALL` times already. Start n
+    sets the scheduler's event `counter`-n (a call sent again has the same `counter`); an
+    ended call clears them."""
+    from distributed import Event
 
-    starts = Variable(counter)
-    try:
-        runs, last_worker = starts.get(timeout=0)
-    except TimeoutError:  # never started
-        runs, last_worker = 0, ""
-    if runs >= RUNS_PER_CALL:
-        starts.delete()
-        return Outcome(index, None, runs, f"the Dask worker running it died, {runs} times (the last was "
-                                          f"{last_worker}); it was not run again")
-    starts.set([runs + 1, get_worker().address])
+    starts = [Event(f"{counter}-{n}") for n in range(1, RUNS_PER_CALL + 1)]
+    runs = next((n for n in range(RUNS_PER_CALL, 0, -1) if starts[n - 1].is_set()), 0)
+    if runs == RUNS_PER_CALL:
+        for event in starts:
+            event.clear()
+        return Outcome(index, None, runs, f"the Dask worker running it died during each of its {runs} runs; "
+                                          "it was not run again")
+    starts[runs].set()
     with _lent_gpu() if gpu else contextlib.nullcontext():
         value = function(*call)
-    starts.delete()
+    for event in starts[:runs + 1]:
+        event.clear()
     return Outcome(index, value, runs + 1)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from harness import __version__
+from harness.bounds import Bounds, workload_bounds
 from harness.candidates import REFERENCE_PATH, Candidate, load_candidate
 from harness.cluster import RUNS_PER_CALL, connect
 from harness.errors import HarnessError
@@ -77,6 +78,16 @@ def _gpu_driver_version() -> str:
     return done.stdout.split("\n")[0].strip() if done.returncode == 0 else ""
 
 
+# Bounds by workload id: a workload's bounds are the same for every candidate scored on it.
+_BOUNDS: dict[str, Bounds] = {}
+
+
+def _bounds(workload: Workload) -> Bounds:
+    if workload.id not in _BOUNDS:
+        _BOUNDS[workload.id] = workload_bounds(workload.weights, workload.topology)
+    return _BOUNDS[workload.id]
+
+
 def context(candidate: Candidate, workload: Workload, settings: Settings, run_id: str, suite: str,
             limit: Deadline | None = None) -> RowContext:
     limit = limit or deadline(settings)
@@ -86,7 +97,7 @@ def context(candidate: Candidate, workload: Workload, settings: Settings, run_id
         diff_description=candidate.diff_description, diff_hash=candidate.diff_hash,
         workload_id=workload.id, workload_name=workload.name, workload_kind=workload.kind,
         num_windows=workload.num_windows, num_layers=workload.num_layers,
-        num_logical_experts=workload.num_logical_experts, **vars(workload.topology),
+        num_logical_experts=workload.num_logical_experts, **vars(workload.topology), **vars(_bounds(workload)),
         device=settings.device, settings_hash=settings.hash, deadline_s=limit.seconds, deadline_rule=limit.rule,
         timing_method=settings.timing.describe(),
         harness_version=__version__, torch_version=_version("torch"), numpy_version=_version("numpy"),

@@ -39,6 +39,12 @@ class RowContext:
     num_groups: int
     num_nodes: int
     num_gpus: int
+    # Ceilings of the workload's fit balancedness (harness.bounds): for any placement, and
+    # for one that keeps every expert group on one node (NaN where none can; the method
+    # says whether that figure is exact).
+    bound_balancedness: float
+    local_bound_balancedness: float
+    local_bound_method: str
     device: str
     settings_hash: str
     deadline_s: float  # how long the evaluation might run

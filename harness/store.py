@@ -13,7 +13,9 @@ version is in each file's schema metadata, key `eplb_harness_schema_version`):
 - 4: paired timing and deadlines: `speedup_vs_reference` is now the median of per-pair
   ratios with the reference timed call by call beside the candidate, with
   `speedup_ci95_low`/`_high` and `reference_runtime_s`; `score` (balance and paired
-  speedup, see README); `deadline_s` and `deadline_rule` (the limit the evaluation had).
+  speedup, see README); `deadline_s` and `deadline_rule` (the limit the evaluation had);
+  the workload's ceilings `bound_balancedness`, `local_bound_balancedness` and
+  `local_bound_method` (harness.bounds).
 Readers accept files of any version: columns a file lacks read as null, extra columns
 are kept (`read(columns=...)` reads only the columns asked for, from each file that has
 them).

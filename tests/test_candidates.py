@@ -10,6 +10,8 @@ import pytest
 import torch
 from helpers import README_PHY2LOG, README_WEIGHT
 
+from harness.candidates import load_candidate
+
 REPO = Path(__file__).resolve().parent.parent
 CANDIDATES = REPO / "candidates"
 SEED_DIFF = CANDIDATES / "diffs" / "peak_aware_tail_and_two_step_fixup.diff"
@@ -48,16 +50,24 @@ def programs(tmp_path_factory) -> dict:
     parent_source = parent_path.read_text()
     search, replace = seed_search_replace()
     assert parent_source.count(search) == 1
-    child_path = tmp_path_factory.mktemp("child") / "seed_child.py"
+    folder = tmp_path_factory.mktemp("child")
+    child_path = folder / "seed_child.py"
     child_path.write_text(parent_source.replace(search, replace, 1))
-    return {
+    loaded = {
         "deepseek": load_module("deepseek_eplb", CANDIDATES / "deepseek_eplb.py"),
         "seed_parent": load_module("seed_parent", parent_path),
         "seed_child": load_module("seed_child", child_path),
     }
+    for name in CHAMPIONS:  # the ends of the two chains of diffs (docs/search.md)
+        champion = load_candidate(CANDIDATES / "diffs" / f"{name}.diff")
+        assert not champion.patch_error, champion.patch_error
+        (folder / f"{name}.py").write_text(champion.source)
+        loaded[name] = load_module(name, folder / f"{name}.py")
+    return loaded
 
 
 PROGRAM_NAMES = ["deepseek", "seed_parent", "seed_child"]
+CHAMPIONS = ["champion_local", "champion_global"]
 
 
 def random_weight(num_layers: int, num_experts: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
@@ -103,7 +113,7 @@ def test_deepseek_reproduces_readme_example(programs):
     check_placement((phy2log, log2phy, logcnt), 2, 12, 16)
 
 
-@pytest.mark.parametrize("program", PROGRAM_NAMES)
+@pytest.mark.parametrize("program", PROGRAM_NAMES + CHAMPIONS)
 @pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_placement_is_valid(programs, program, shape, dtype):
@@ -114,13 +124,13 @@ def test_placement_is_valid(programs, program, shape, dtype):
         check_placement(placement, num_layers, num_experts, num_replicas)
 
 
-@pytest.mark.parametrize("program", PROGRAM_NAMES)
+@pytest.mark.parametrize("program", PROGRAM_NAMES + CHAMPIONS)
 def test_readme_example_is_valid(programs, program):
     placement = programs[program].rebalance_experts(torch.from_numpy(README_WEIGHT).long(), 16, 4, 2, 8)
     check_placement(placement, 2, 12, 16)
 
 
-@pytest.mark.parametrize("program", PROGRAM_NAMES)
+@pytest.mark.parametrize("program", [*PROGRAM_NAMES, "champion_local"])
 @pytest.mark.parametrize("shape", ["deepseek-v3", "readme", "no-redundant-hierarchical"])
 def test_hierarchical_keeps_each_group_on_one_node(programs, program, shape):
     num_layers, num_experts, num_replicas, num_groups, num_nodes, num_gpus = SHAPES[shape]
@@ -134,7 +144,7 @@ def test_hierarchical_keeps_each_group_on_one_node(programs, program, shape):
             assert len(set(slot_node[slot_group[layer] == group].tolist())) == 1
 
 
-@pytest.mark.parametrize("program", PROGRAM_NAMES)
+@pytest.mark.parametrize("program", PROGRAM_NAMES + CHAMPIONS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64], ids=["f32", "f64", "i64"])
 def test_input_is_not_mutated(programs, program, dtype):
     weight = (random_weight(58, 256, 3, torch.float64) * 10).to(dtype)
@@ -178,3 +188,14 @@ def test_seed_diff_changes_the_placement(programs):
     _, _, parent_logcnt = programs["seed_parent"].rebalance_experts(weight, 288, 8, 4, 32)
     _, _, child_logcnt = programs["seed_child"].rebalance_experts(weight, 288, 8, 4, 32)
     assert (parent_logcnt != child_logcnt).any()
+
+
+@pytest.mark.parametrize("program", CHAMPIONS)
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+def test_champions_are_deterministic(programs, program, shape):
+    num_layers, num_experts, num_replicas, num_groups, num_nodes, num_gpus = SHAPES[shape]
+    weight = random_weight(num_layers, num_experts, 4, torch.float32)
+    first, again = (programs[program].rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus)
+                    for _ in range(2))
+    for one, other in zip(first, again, strict=True):
+        assert torch.equal(one, other)

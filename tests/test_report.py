@@ -25,6 +25,7 @@ from harness.report import (
     select,
     to_standings,
 )
+from harness.report.formats import DISPLAY_HEADER
 from harness.store import to_table
 
 
@@ -223,3 +224,13 @@ def test_speedup_is_the_rows_paired_figure_and_the_score_uses_it():
     against_old = by_name(to_standings(leaderboard(to_table(rows), reference="old")))
     assert against_old["a"].speedup_vs_reference == pytest.approx(0.5)  # another reference: runtimes only
     assert SCORES["harness"][0] == "score" and "score" in format_table(leaderboard(to_table(rows))).splitlines()[0]
+
+
+def test_gaps_to_the_balance_ceilings():
+    rows = [row("a", w, 0.8, fit_balancedness=0.85, bound_balancedness=0.95, local_bound_balancedness=bound)
+            for w, bound in (("w0", 0.9), ("w1", 0.87), ("w2", math.nan))]
+    (standing,) = to_standings(leaderboard(to_table(rows)))
+    assert standing.fit_gap_to_bound == pytest.approx(0.10)
+    # A workload no group-keeping placement fits (NaN ceiling) has no local gap.
+    assert standing.fit_gap_to_local_bound == pytest.approx(((0.9 - 0.85) + (0.87 - 0.85)) / 2)
+    assert ["fit_gap", "local_gap"] == [h for h in DISPLAY_HEADER if h.endswith("gap")]

@@ -25,8 +25,9 @@ __all__ = ["DISPLAY_HEADER", "TEXT_FORMATS", "Board", "display_columns", "displa
            "format_markdown", "format_table", "note", "render_text"]
 
 Board = Sequence[Standing] | pa.Table  # what the formatters take: standings or a leaderboard table
-DISPLAY_HEADER = ("rank", "candidate", "status", "gpu_bal", "±95%", "replica_bal", "node_bal", "group_spread",
-                  "runtime_ms", "speedup", "score", "combined", "adrs_score", "Δbal_parent", "lineage")
+DISPLAY_HEADER = ("rank", "candidate", "status", "gpu_bal", "±95%", "replica_bal", "node_bal", "fit_gap",
+                  "local_gap", "group_spread", "runtime_ms", "speedup", "score", "combined", "adrs_score",
+                  "Δbal_parent", "lineage")
 
 
 def note(board: Board) -> str:
@@ -62,15 +63,17 @@ def _numbers(values: Sequence[float], digits: int, scale: float = 1.0, sign: str
 
 
 def display_columns(board: Board | dict[str, list]) -> list[list[str]]:
-    """The leaderboard's cells as text, column by column under `DISPLAY_HEADER` (runtime
-    is the median over workloads, in ms; speedup is vs the reference, ×; score is the
-    harness's)."""
+    """The leaderboard's cells as text, column by column under `DISPLAY_HEADER` (fit_gap and
+    local_gap: fit balancedness below the ceilings of any placement and of one keeping
+    groups on nodes; runtime is the median over workloads, in ms; speedup is vs the
+    reference, ×; score is the harness's)."""
     c = board if isinstance(board, dict) else _columns(board)
     return [
         [str(r) for r in c["rank"]], c["candidate_name"], c["statuses"],
         _numbers(c["balancedness"], 4), _numbers(c["balancedness_ci95"], 4),
         _numbers(c["replica_balancedness"], 4), _numbers(c["node_balancedness"], 4),
-        _numbers(c["group_spread"], 2), _numbers(c["median_runtime_s"], 2, 1e3),
+        _numbers(c["fit_gap_to_bound"], 4), _numbers(c["fit_gap_to_local_bound"], 4), _numbers(c["group_spread"], 2),
+        _numbers(c["median_runtime_s"], 2, 1e3),
         _numbers(c["speedup_vs_reference"], 2), _numbers(c["score"], 4), _numbers(c["combined_score"], 4),
         _numbers(c["adrs_score"], 2), _numbers(c["delta_vs_parent"], 4, sign="+"),
         list(map(_lineage_label, c["parent_hash"], c["parent_name"], c["diff_name"])),

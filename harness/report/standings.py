@@ -57,7 +57,7 @@ COLUMNS = (
     "run_id", "suite", "created_at", "candidate_name", "candidate_hash", "parent_hash", "diff_name",
     "workload_id", "workload_name", "device", "settings_hash", "status", "error", "balancedness",
     "replica_balancedness", "node_balancedness", "fit_balancedness", "group_spread", "moved_replicas_per_plan",
-    "runtime_s", "speedup_vs_reference",
+    "runtime_s", "speedup_vs_reference", "bound_balancedness", "local_bound_balancedness",
 )
 # Store columns whose mean over a candidate's ok workloads is its figure of the same name.
 _MEANS = ("balancedness", "replica_balancedness", "node_balancedness", "fit_balancedness", "group_spread",
@@ -81,6 +81,10 @@ class Standing:
     node_balancedness: float
     fit_balancedness: float
     worst_balancedness: float  # the lowest GPU balancedness of any one workload
+    # How far fit balancedness is below the workloads' ceilings (harness.bounds): for any
+    # placement, and for one keeping groups on nodes (over the workloads that allow one).
+    fit_gap_to_bound: float
+    fit_gap_to_local_bound: float
     group_spread: float
     moved_replicas_per_plan: float
     runtime_s: float  # mean over workloads (what the compatibility scores use)
@@ -101,7 +105,8 @@ STANDING_FIELDS = tuple(f.name for f in fields(Standing))
 # The sort keys and whether higher is better.
 SORT_KEYS = {
     "balancedness": True, "replica_balancedness": True, "node_balancedness": True, "fit_balancedness": True,
-    "worst_balancedness": True, "group_spread": False, "moved_replicas_per_plan": False, "runtime_s": False,
+    "worst_balancedness": True, "fit_gap_to_bound": False, "fit_gap_to_local_bound": False, "group_spread": False,
+    "moved_replicas_per_plan": False, "runtime_s": False,
     "median_runtime_s": False, "speedup_vs_reference": True, "score": True, "combined_score": True, "adrs_score": True,
     "delta_vs_parent": True, "ok": True, "candidate_name": False,
 }
@@ -296,6 +301,9 @@ def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None
     means = {k: group_mean(ok_cand, _floats(table, k)[ok], groups)[0] for k in _MEANS}
     balanced = _floats(table, "balancedness")[ok]
     worst = group_min(ok_cand, balanced, groups)
+    fit = _floats(table, "fit_balancedness")[ok]
+    gap, local_gap = (group_mean(ok_cand, _floats(table, bound)[ok] - fit, groups)[0]
+                      for bound in ("bound_balancedness", "local_bound_balancedness"))
     mean_b, n_b = group_mean(ok_cand, balanced, groups)
     finite = np.isfinite(balanced)
     squares = np.bincount(ok_cand[finite], weights=(balanced[finite] - mean_b[ok_cand[finite]]) ** 2,
@@ -339,7 +347,8 @@ def _rank(table: pa.Table, sort_by: str, reference: str, descending: bool | None
         candidate_name=name, candidate_hash=hash_array, statuses=pa.array(statuses, type=pa.string()),
         workloads=workloads, ok=ok_count, balancedness=means["balancedness"], balancedness_ci95=ci95,
         replica_balancedness=means["replica_balancedness"], node_balancedness=means["node_balancedness"],
-        fit_balancedness=means["fit_balancedness"], worst_balancedness=worst, group_spread=means["group_spread"],
+        fit_balancedness=means["fit_balancedness"], worst_balancedness=worst, fit_gap_to_bound=gap,
+        fit_gap_to_local_bound=local_gap, group_spread=means["group_spread"],
         moved_replicas_per_plan=means["moved_replicas_per_plan"], runtime_s=means["runtime_s"],
         median_runtime_s=median_runtime, speedup_vs_reference=speedup,
         score=harness_score(means["balancedness"], speedup), combined_score=combined, adrs_score=adrs,
