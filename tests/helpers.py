@@ -5,6 +5,7 @@ processes."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import subprocess
@@ -18,6 +19,9 @@ from harness.results import EvalResult
 from harness.store import ResultStore
 
 ROOT = Path(__file__).resolve().parent.parent
+# A valid placement in microseconds (tests/data/round_robin.py); add a comment to make a
+# distinct candidate of it.
+ROUND_ROBIN = (Path(__file__).resolve().parent / "data" / "round_robin.py").read_text()
 
 # The example of DeepSeek's EPLB README: 2 layers x 12 experts on 16 replicas / 4 groups /
 # 2 nodes / 8 GPUs, and the phy2log its hierarchical policy gives.
@@ -178,3 +182,25 @@ class ChatStandIn:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+def search_folder(tmp_path: Path, framework: str, budget_s: float) -> tuple[Path, Path, Path]:
+    """A search folder as `eplb-harness integrations FRAMEWORK` writes it, on `TINY_SUITE`:
+    (the folder, its result store, an empty scratch folder for the search's HOME and TMPDIR)."""
+    suite, store, folder = tmp_path / "tiny.json", tmp_path / "store", tmp_path / framework
+    suite.write_text(json.dumps(TINY_SUITE))
+    option = "--task-dir" if framework == "shinka" else "--example-dir"
+    written = cli("integrations", framework, option, str(folder), "--suite", str(suite), "--budget", str(budget_s),
+                  "--results", str(store))
+    assert written.returncode == 0, written.stderr
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    return folder, store, scratch
+
+
+def search_environment(scratch: Path, **extra: str) -> dict[str, str]:
+    """The search's environment: no harness settings of ours, and HOME and TMPDIR in
+    `scratch`, which every process of the search (the harness's workers included) inherits."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("EPLB_HARNESS_")}
+    env.update(HOME=str(scratch), TMPDIR=str(scratch), **extra)
+    return env

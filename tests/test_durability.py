@@ -15,27 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli_command, live_processes_with
+from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, ROUND_ROBIN, cli_command, live_processes_with
 
 from harness.store import ResultStore
 
 LAYERS = README_WEIGHT
 TOPOLOGY = README_TOPOLOGY_ARGS
-# A valid placement in a few milliseconds: slot p holds expert p % experts.
-PROGRAM = '''"""Round robin, variant {index}."""
-import torch
-
-
-def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
-    num_layers, num_experts = weight.shape
-    experts = torch.arange(num_replicas) % num_experts
-    phy2log = experts.repeat(num_layers, 1)
-    logcnt = torch.bincount(experts, minlength=num_experts).repeat(num_layers, 1)
-    width = -(-num_replicas // num_experts)
-    slots = torch.arange(num_experts)[:, None] + num_experts * torch.arange(width)[None, :]
-    log2phy = torch.where(slots < num_replicas, slots, -1).repeat(num_layers, 1, 1)
-    return phy2log, log2phy, logcnt
-'''
 
 
 def write_candidates(folder: Path, indices: range) -> list[Path]:
@@ -43,7 +28,7 @@ def write_candidates(folder: Path, indices: range) -> list[Path]:
     paths = []
     for index in indices:
         path = folder / f"round_robin_{index}.py"
-        path.write_text(PROGRAM.format(index=index))
+        path.write_text(f"{ROUND_ROBIN}\n# variant {index}\n")
         paths.append(path)
     return paths
 

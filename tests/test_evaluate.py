@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import README_TOPOLOGY, README_TOPOLOGY_ARGS, README_WEIGHT, cli
+from helpers import README_TOPOLOGY, README_TOPOLOGY_ARGS, README_WEIGHT, ROUND_ROBIN, cli
 
 from harness.candidates import REFERENCE_PATH, load_candidate
 from harness.settings import DEADLINE_FACTOR, DEADLINE_START_S, TIMEOUT_CAP_S, Settings, deadline
@@ -18,19 +18,6 @@ HANG_IN_CALL = '''import torch
 def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
     while True:
         pass
-'''
-ROUND_ROBIN = '''import torch
-
-
-def rebalance_experts(weight, num_replicas, num_groups, num_nodes, num_gpus):
-    num_layers, num_experts = weight.shape
-    experts = torch.arange(num_replicas) % num_experts
-    phy2log = experts.repeat(num_layers, 1)
-    logcnt = torch.bincount(experts, minlength=num_experts).repeat(num_layers, 1)
-    width = -(-num_replicas // num_experts)
-    slots = torch.arange(num_experts)[:, None] + num_experts * torch.arange(width)[None, :]
-    log2phy = torch.where(slots < num_replicas, slots, -1).repeat(num_layers, 1, 1)
-    return phy2log, log2phy, logcnt
 '''
 
 

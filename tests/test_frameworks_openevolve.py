@@ -6,14 +6,20 @@ their lineage, and nothing is left running. One workload and a short budget keep
 a few evaluations' time."""
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import STANDIN_REPLIES, STANDIN_STATUSES, TINY_SUITE, ChatStandIn, cli, live_processes_with
+from helpers import (
+    STANDIN_REPLIES,
+    STANDIN_STATUSES,
+    ChatStandIn,
+    live_processes_with,
+    search_environment,
+    search_folder,
+)
 
 from harness.candidates import REFERENCE_PATH, load_candidate, source_hash
 from harness.integrations.frameworks import search_run_id
@@ -31,24 +37,16 @@ def openevolve_run(example: Path, llm_url: str, scratch: Path) -> subprocess.Com
     script = Path(sys.executable).parent / "openevolve-run"
     command = [str(script), "initial_program.py", "evaluator.py", "--config", "config.yaml",
                "--iterations", str(ITERATIONS), "--api-base", llm_url, "--primary-model", "standin"]
-    # Every process of the search, the harness's workers included, inherits this TMPDIR.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EPLB_HARNESS_")}
-    env.update(HOME=str(scratch), TMPDIR=str(scratch), OPENAI_API_KEY="standin")
-    return subprocess.run(command, cwd=example, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=example, env=search_environment(scratch, OPENAI_API_KEY="standin"),
+                          capture_output=True, text=True, timeout=600)
 
 
 def test_openevolve_search_runs_every_evaluation_through_the_harness(tmp_path):
-    suite, store, example = tmp_path / "tiny.json", tmp_path / "store", tmp_path / "example"
-    suite.write_text(json.dumps(TINY_SUITE))
-    written = cli("integrations", "openevolve", "--example-dir", str(example), "--suite", str(suite),
-                  "--budget", str(BUDGET_S), "--results", str(store))
-    assert written.returncode == 0, written.stderr
+    example, store, scratch = search_folder(tmp_path, "openevolve", BUDGET_S)
     config = example / "config.yaml"
     # OpenEvolve saves its database at checkpoints only; save one after every iteration.
     assert "checkpoint_interval: 10\n" in config.read_text()
     config.write_text(config.read_text().replace("checkpoint_interval: 10\n", "checkpoint_interval: 1\n"))
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
 
     with ChatStandIn(STANDIN_REPLIES) as llm:
         done = openevolve_run(example, llm.url, scratch)
@@ -76,7 +74,8 @@ def test_openevolve_search_runs_every_evaluation_through_the_harness(tmp_path):
         assert len(statuses) == 1
         ok = statuses == {"ok"}
         # Stage 1 on the quick suite, stage 2 (the tiny suite here) only for a valid program.
-        assert {row["suite"] for row in evaluations} == ({"quick", str(suite.resolve())} if ok else {"quick"})
+        tiny = str((tmp_path / "tiny.json").resolve())
+        assert {row["suite"] for row in evaluations} == ({"quick", tiny} if ok else {"quick"})
         assert (program["metrics"]["combined_score"] > 0) == ok
         feedback = json.loads(program["artifacts_json"])["feedback"]
         assert feedback.startswith("Valid on all" if ok else statuses.pop().upper())

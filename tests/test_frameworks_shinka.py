@@ -4,8 +4,6 @@ through the harness, ShinkaEvolve's database holds the children with their score
 feedback, the store holds the same programs with their lineage, and nothing is left
 running. One workload and a short budget keep it to a few evaluations' time."""
 
-import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import STANDIN_REPLIES, STANDIN_STATUSES, TINY_SUITE, ChatStandIn, cli, live_processes_with
+from helpers import (
+    STANDIN_REPLIES,
+    STANDIN_STATUSES,
+    ChatStandIn,
+    live_processes_with,
+    search_environment,
+    search_folder,
+)
 
 from harness.candidates import REFERENCE_PATH, load_candidate, source_hash
 from harness.integrations.frameworks import search_run_id
@@ -35,20 +40,12 @@ def shinka_run(task: Path, llm_url: str, scratch: Path) -> subprocess.CompletedP
                "--num_generations", str(GENERATIONS), "--set", f'evo.llm_models=["local/standin@{llm_url}"]',
                "--set", "evo.embedding_model=null", "--set", 'evo.patch_types=["diff"]',
                "--set", "evo.patch_type_probs=[1.0]", "--max-proposal-jobs", "1", "--no-verbose"]
-    # Every process of the search, the harness's workers included, inherits this TMPDIR.
-    env = {key: value for key, value in os.environ.items() if not key.startswith("EPLB_HARNESS_")}
-    env.update(HOME=str(scratch), TMPDIR=str(scratch))
-    return subprocess.run(command, cwd=task, env=env, capture_output=True, text=True, timeout=600)
+    return subprocess.run(command, cwd=task, env=search_environment(scratch), capture_output=True, text=True,
+                          timeout=600)
 
 
 def test_shinka_search_runs_every_evaluation_through_the_harness(tmp_path):
-    suite, store, task = tmp_path / "tiny.json", tmp_path / "store", tmp_path / "task"
-    suite.write_text(json.dumps(TINY_SUITE))
-    written = cli("integrations", "shinka", "--task-dir", str(task), "--suite", str(suite),
-                  "--budget", str(BUDGET_S), "--results", str(store))
-    assert written.returncode == 0, written.stderr
-    scratch = tmp_path / "scratch"
-    scratch.mkdir()
+    task, store, scratch = search_folder(tmp_path, "shinka", BUDGET_S)
 
     with ChatStandIn(STANDIN_REPLIES) as llm:
         done = shinka_run(task, llm.url, scratch)
