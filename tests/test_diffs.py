@@ -7,16 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.diffs import (
-    AppliedDiff,
-    Diff,
-    DiffBlock,
-    DiffError,
-    apply_diff,
-    apply_diff_file,
-    parse_diff,
-    read_diff,
-)
+from harness.diffs import AppliedDiff, Diff, DiffBlock, DiffError, apply_diff, apply_diff_file, parse_diff, read_diff
 from harness.errors import HarnessError
 
 SEED = Path("/work/shared/seeds/000_563cac511b833974.txt")

@@ -19,15 +19,7 @@ points above), `summary` (what the CLI's `workloads` command prints). Everything
 numpy (torch only to read .pt files).
 """
 
-from harness.workloads.model import (
-    DEFAULT_WINDOW_STEPS,
-    PRESETS,
-    TRACES_ENV,
-    Preset,
-    Topology,
-    Workload,
-    traces_dir,
-)
+from harness.workloads.model import DEFAULT_WINDOW_STEPS, PRESETS, TRACES_ENV, Preset, Topology, Workload, traces_dir
 from harness.workloads.readers import Loads, file_workload, read_loads
 from harness.workloads.suites import get_workload, resolve_workloads, suite_names, suite_workloads
 from harness.workloads.summary import (
