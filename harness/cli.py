@@ -34,6 +34,7 @@ from harness.report import (
     to_standings,
 )
 from harness.results import EvalResult
+from harness.sandbox import require_confinement
 from harness.settings import (
     DEADLINE_FACTOR,
     DEADLINE_START_S,
@@ -91,6 +92,9 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=os.environ.get(SCHEDULER_ENV) or None, metavar="tcp://HOST:PORT",
                         help=f"evaluate on the workers of this Dask scheduler, store here (default: ${SCHEDULER_ENV}; "
                              "docs/cluster.md)")
+    parser.add_argument("--require-confinement", action="store_true",
+                        help="refuse to run candidates where namespaces cannot confine them (README: "
+                             "Untrusted candidates)")
 
 
 def _add_window_steps(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +107,8 @@ def _add_results(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
+    if args.require_confinement:
+        require_confinement()
     return Settings(device=resolve_device(args.device), threads=args.threads, timeout_s=args.timeout,
                     memory_mb=args.memory_mb)
 

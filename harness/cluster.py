@@ -40,7 +40,7 @@ from harness import __version__, sandbox
 from harness.errors import HarnessError
 from harness.settings import CLUSTER_WAIT_S
 
-__all__ = ["RUNS_PER_CALL", "Cluster", "Outcome", "connect", "worker_gpus"]
+__all__ = ["RUNS_PER_CALL", "Cluster", "Outcome", "connect", "disconnect", "lent_gpu", "worker_gpus"]
 
 RUNS_PER_CALL = 2  # a first run, and one more elsewhere when its Dask worker died under it
 _POLL_S = 0.5
@@ -112,16 +112,17 @@ class Cluster:
         """`function(*call)` for each call on the workers, one Dask task per call (with one
         `GPU` resource when `gpu`), yielded as each ends, in any order."""
         from distributed import KilledWorker
+        from distributed.client import FutureCancelledError
         from joblib import Parallel, delayed, parallel_config
 
-        if gpu:
+        if gpu and calls:
             self._workers(lambda worker: worker.get("resources", {}).get("GPU", 0) >= 1,
                           "worker with a GPU resource (dask worker --resources GPU=N)")
         counters = f"eplb-harness-runs-{uuid.uuid4().hex}"
         pending = dict(enumerate(calls))
         while pending:
             try:
-                with parallel_config(backend="dask", client=self.client, resources={"GPU": 1} if gpu else None):
+                with parallel_config(backend=_joblib_backend(self.client, {"GPU": 1} if gpu else None)):
                     # One call per task, all at once: the scheduler places them, and a
                     # worker's death takes only its own.
                     parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator_unordered")
@@ -131,6 +132,34 @@ class Cluster:
                         yield outcome
             except KilledWorker:
                 continue  # the scheduler gave up on a call first; the starts counted go on
+            except TimeoutError:  # joblib's, from waiting for a worker
+                raise HarnessError(f"the Dask scheduler at {self.address} has had no worker for {CLUSTER_WAIT_S:g} s; "
+                                   "the rows that came back are stored: run again for the rest") from None
+            except FutureCancelledError as exc:
+                disconnect(self.address)
+                raise HarnessError(f"lost the Dask scheduler at {self.address} during the run ({exc.reason}); the "
+                                   "rows that came back are stored: run again for the rest") from None
+
+
+def _joblib_backend(client: Any, resources: dict[str, float] | None) -> Any:
+    """joblib's Dask backend on `client`, each task asking for `resources`; it also tells
+    joblib of a task that the scheduler failed (KilledWorker), of which joblib's own
+    (1.6) never tells it, leaving the call waiting for ever."""
+    from joblib._dask import DaskDistributedBackend
+
+    class Backend(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs: int) -> int:
+            # Told of a single thread (a worker being restarted, say), joblib would run the
+            # calls itself, here in the client.
+            return max(2, super().effective_n_jobs(n_jobs))
+
+        def submit(self, func, callback=None):
+            future = super().submit(func, callback)
+            # A failed task's exception, given to joblib's callback, is raised by Parallel.
+            future.add_done_callback(lambda done: done.exception() is None or callback(done.exception()))
+            return future
+
+    return Backend(client=client, wait_for_workers_timeout=CLUSTER_WAIT_S, resources=resources)
 
 
 _CLUSTERS: dict[str, Cluster] = {}
@@ -144,6 +173,14 @@ def connect(address: str) -> Cluster:
         if address not in _CLUSTERS:
             _CLUSTERS[address] = Cluster(address)
         return _CLUSTERS[address]
+
+
+def disconnect(address: str) -> None:
+    """Close this process's connection to the scheduler at `address`, if it has one."""
+    with _CLUSTERS_LOCK:
+        cluster = _CLUSTERS.pop(address, None)
+    if cluster is not None:
+        cluster.client.close()
 
 
 # ---------------------------------------------------------------------------- on the Dask workers
@@ -167,10 +204,15 @@ def _counted(counter: str, index: int, gpu: bool, function: Callable[..., Any], 
         return Outcome(index, None, runs, f"the Dask worker running it died during each of its {runs} runs; "
                                           "it was not run again")
     starts[runs].set()
-    with _lent_gpu() if gpu else contextlib.nullcontext():
-        value = function(*call)
-    for event in starts[:runs + 1]:
-        event.clear()
+    try:
+        if gpu:
+            with lent_gpu() as lent, sandbox.visible_gpus(lent):
+                value = function(*call)
+        else:
+            value = function(*call)
+    finally:  # where the worker lives on to say so
+        for event in starts[:runs + 1]:
+            event.clear()
     return Outcome(index, value, runs + 1)
 
 
@@ -190,20 +232,20 @@ _GPUS_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def _lent_gpu() -> Iterator[None]:
-    """Within this block, the evaluation's processes see one GPU of this worker, held by no
-    other evaluation. Dask starts at most as many GPU calls as the worker has, so one is free."""
+def lent_gpu() -> Iterator[str]:
+    """One GPU of this Dask worker (its id, as CUDA_VISIBLE_DEVICES names it), held by no
+    other evaluation until the block ends. Dask starts at most as many GPU calls at once
+    as the worker has GPUs, so one is free."""
     from distributed import get_worker
 
     global _FREE_GPUS
     with _GPUS_LOCK:
         if _FREE_GPUS is None:
-            total = get_worker().state.total_resources.get("GPU", 0)
-            _FREE_GPUS = worker_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"), total)
+            _FREE_GPUS = worker_gpus(os.environ.get("CUDA_VISIBLE_DEVICES"),
+                                     get_worker().state.total_resources.get("GPU", 0))
         gpu = _FREE_GPUS.pop(0)
     try:
-        with sandbox.visible_gpus(gpu):
-            yield
+        yield gpu
     finally:
         with _GPUS_LOCK:
             _FREE_GPUS.append(gpu)

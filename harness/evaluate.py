@@ -128,12 +128,13 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
     answer = outcome.answer
     if outcome.status or answer["status"] != "ok":
         return EvalResult.failed(ctx, outcome.status or answer["status"], outcome.error or answer["error"],
-                                 outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
+                                 outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail, outcome.confinement)
     scoring_started = time.perf_counter()
     try:
         plans = _checked_plans(outcome.placements, workload, answer["input_changed"])
     except InvalidPlacement as exc:
-        return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail)
+        return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail,
+                                 outcome.confinement)
     reference_samples_s = partnered[0].answer.get("runtime_samples_s", []) if partnered else []
     return _scored(ctx, workload, plans, outcome, settings.timing, reference_samples_s, scoring_started)
 
@@ -183,7 +184,7 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: Wor
         adrs_score=adrs_leaderboard_score(mean["balancedness"], timing.median_s),
         scoring_s=time.perf_counter() - scoring_started, eval_wall_s=outcome.wall_s,
         stderr_tail=outcome.stderr_tail, stdout_tail=outcome.stdout_tail,
-        gpu_max_over_mean_per_layer=tuple(per_layer.tolist()),
+        gpu_max_over_mean_per_layer=tuple(per_layer.tolist()), confinement=outcome.confinement,
     )
 
 

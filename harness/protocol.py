@@ -10,6 +10,11 @@ parent grants it a turn on its `Turns` channel (descriptor TURN_FD), and writes,
 atomically, `answer.json` (an `Answer`, an `OkAnswer` when the status is `ok`). The
 parent reads both files as hostile input.
 
+Confinement: the parent asks the zygote for one of CONFINEMENTS with a
+`ConfinementRequest` on its command line; the zygote answers, once it is ready, with the
+confinement its workers get (`ZygoteReady`): `namespaces` where the kernel allows them
+(see `harness.confine`), else `process`, saying why.
+
 Standard library only: the worker imports this before the candidate, so it must stay light.
 """
 
@@ -23,16 +28,15 @@ from dataclasses import asdict, dataclass
 from typing import TypedDict, get_origin, get_type_hints
 
 __all__ = [
-    "ANSWER_BYTES", "ANSWER_FILE", "Answer", "CANDIDATE_FILE", "ENTRY_POINT", "ERROR_CHARS",
-    "EXCEPTION_MESSAGE_CHARS", "OK_ANSWER_FIELDS", "OUT_OF_MEMORY_MARKERS", "OkAnswer", "PLACEMENTS_FILE",
-    "PLACEMENT_ARRAYS", "REQUEST_FILE", "TOKEN_VARIABLE", "TURN_FD", "Turns", "WEIGHTS_FILE", "WORKER_STATUSES",
-    "ZYGOTE_MODULE", "ZYGOTE_READY",
+    "ANSWER_BYTES", "ANSWER_FILE", "Answer", "CANDIDATE_FILE", "CONFINEMENTS", "ConfinementRequest", "ENTRY_POINT",
+    "ERROR_CHARS", "EXCEPTION_MESSAGE_CHARS", "NAMESPACES", "OK_ANSWER_FIELDS", "OUT_OF_MEMORY_MARKERS", "OkAnswer",
+    "PLACEMENTS_FILE", "PLACEMENT_ARRAYS", "PROCESS", "REQUEST_FILE", "TOKEN_VARIABLE", "TURN_FD", "Turns",
+    "WEIGHTS_FILE", "WORKER_STATUSES", "ZYGOTE_MODULE", "ZygoteReady",
     "WorkerSettings", "max_placement_elements", "mentions_out_of_memory", "placement_key", "shorten",
     "zygote_command",
 ]
 
 ZYGOTE_MODULE = "harness.zygote"
-ZYGOTE_READY = b"ready"  # what the zygote sends once numpy, torch and the worker are imported
 ENTRY_POINT = "rebalance_experts"  # the function a candidate defines
 
 # The work folder's files, by who writes them: the parent, then the worker.
@@ -60,6 +64,11 @@ WORKER_STATUSES = ("ok", "error", "invalid", "crash")
 OUT_OF_MEMORY_MARKERS = ("memoryerror", "std::bad_alloc", "can't allocate memory", "cannot allocate memory",
                          "out of memory", "not enough memory")
 
+# How far a worker is confined: by namespaces of its own (no network, read-only files but
+# its work folder, no home folder, only its own processes), or only to its own process.
+NAMESPACES, PROCESS = "namespaces", "process"
+CONFINEMENTS = (NAMESPACES, PROCESS)
+
 # The worker's end of its turn channel (a stream socket), beside stdin, stdout and stderr.
 TURN_FD = 3
 
@@ -67,9 +76,31 @@ TURN_FD = 3
 PLACEMENT_ARRAYS = ("phy2log", "log2phy", "logcnt")
 
 
-def zygote_command(control_fd: int) -> list[str]:
+class ConfinementRequest(TypedDict):
+    """What the parent asks of the zygote: `confinement`, one of CONFINEMENTS (`process`:
+    do not even try namespaces, because of `reason`); with namespaces, the folders to
+    `hide` (absolute paths) and those to `keep` visible inside them, read-only, beside the
+    Python environment and the harness, which the zygote adds itself."""
+
+    confinement: str
+    reason: str
+    hide: list[str]
+    keep: list[str]
+
+
+class ZygoteReady(TypedDict):
+    """The zygote's first message, once it has imported numpy, torch and the worker:
+    `ready` is true, and `confinement` is what every worker it forks gets (`reason` says
+    why it is not `namespaces`)."""
+
+    ready: bool
+    confinement: str
+    reason: str
+
+
+def zygote_command(control_fd: int, confinement: ConfinementRequest) -> list[str]:
     """The command line that starts the warm zygote on the control socket `control_fd`."""
-    return [sys.executable, "-m", ZYGOTE_MODULE, str(control_fd)]
+    return [sys.executable, "-m", ZYGOTE_MODULE, str(control_fd), json.dumps(confinement)]
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,10 @@ class EvalResult(RowContext):
     # Per layer, max over mean GPU load (1.0 = even), mean over the window pairs of the
     # predictive protocol; empty for a failed evaluation. For per-layer plots in reports.
     gpu_max_over_mean_per_layer: tuple[float, ...] = ()
+    # How the candidate's process was confined: `namespaces` (no network, read-only files
+    # but its work folder, no home folder; see harness.confine) or `process` (its own
+    # process only); empty when no worker ran (patch_failed, a budget spent before it).
+    confinement: str = ""
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -114,7 +118,7 @@ class EvalResult(RowContext):
 
     @classmethod
     def failed(cls, context: RowContext, status: str, error: str, eval_wall_s: float = NAN,
-               stderr_tail: str = "", stdout_tail: str = "") -> EvalResult:
+               stderr_tail: str = "", stdout_tail: str = "", confinement: str = "") -> EvalResult:
         """The row of an evaluation that produced no valid placement."""
         if status == "ok":
             raise ValueError("a failed result needs a failure status")
@@ -127,6 +131,7 @@ class EvalResult(RowContext):
             device_name="", cuda_version="", peak_device_memory_bytes=0, nondeterministic=False,
             score=NAN, combined_score=NAN, adrs_score=NAN, scoring_s=NAN, eval_wall_s=eval_wall_s,
             stderr_tail=stderr_tail, stdout_tail=stdout_tail, gpu_max_over_mean_per_layer=(),
+            confinement=confinement,
         )
 
 

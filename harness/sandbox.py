@@ -17,19 +17,23 @@ double fork) are killed too: the zygote holds them as a child subreaper, and tho
 started another program are also found by a per-evaluation token in their environment.
 Everything dies with the harness.
 
-Limits (a process boundary, not a security boundary): the candidate runs as the same
-user, so it can read what that user can, use the network, or kill its parent (the
-zygote: the evaluations in flight then crash, and a new zygote serves the next). The runtime samples are
-measured inside the candidate's own process: they are checked for plausibility
-(positive, finite, adding up to no more than the worker's wall time), but a candidate
-that rewrites the worker's clock plausibly cannot be caught there. Run code from
-strangers in a container.
+Confinement: where the kernel allows, the worker runs in namespaces of its own
+(`harness.confine`: no network, every file read-only but its work folder, the home and
+temporary folders empty, only its own processes in sight); elsewhere only in its own
+process, as the user, able to read what the user can, use the network, or kill its
+parent (the zygote: the evaluations in flight then crash, and a new zygote serves the
+next). Each outcome says which (`confinement`); the process says once when it is the
+latter; `require_confinement` refuses it. The runtime samples are measured inside the
+candidate's own process: they are checked for plausibility (positive, finite, adding up
+to no more than the worker's wall time), but a candidate that rewrites the worker's
+clock plausibly cannot be caught there.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import io
 import json
 import math
@@ -43,21 +47,24 @@ import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from harness import protocol, zygote
+from harness import confine, protocol, zygote
+from harness.errors import HarnessError
 from harness.metrics import SPEED_DOUBLINGS
 from harness.stats import median_interval
 
-__all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "run_worker", "run_workers"]
+__all__ = ["TAIL_BYTES", "WorkerOutcome", "WorkerRequest", "confinement", "require_confinement", "run_worker",
+           "run_workers", "visible_gpus"]
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 TAIL_BYTES = 4096
 PASSED_ENV = ("PATH", "LANG", "LC_ALL", "CUDA_VISIBLE_DEVICES", "CUDA_HOME", "LD_LIBRARY_PATH")
+_REQUIRED = False  # whether require_confinement() was called in this process
 
 
 @dataclass(frozen=True)
@@ -75,7 +82,8 @@ class WorkerRequest:
 class WorkerOutcome:
     """How the worker process ended: `answer` is its answer.json, checked (empty when it
     gave none); `status`/`error` are set when the process itself failed (timeout, crash).
-    `placements` holds the arrays of an `ok` answer by `protocol.placement_key`."""
+    `placements` holds the arrays of an `ok` answer by `protocol.placement_key`.
+    `confinement`: how the worker was confined, one of `protocol.CONFINEMENTS`."""
 
     status: str
     error: str
@@ -84,6 +92,7 @@ class WorkerOutcome:
     stdout_tail: str
     stderr_tail: str
     wall_s: float
+    confinement: str
 
 
 def _drain(stream, tail: collections.deque) -> None:
@@ -106,8 +115,43 @@ def _environment(threads: int) -> dict[str, str]:
     return env
 
 
+def confinement() -> tuple[str, str]:
+    """The confinement this process's candidates get (one of `protocol.CONFINEMENTS`) and
+    why it is not namespaces; starts the warm zygote when none runs (it tries them)."""
+    return zygote.confinement(_environment(1), confine.request())
+
+
+def require_confinement() -> None:
+    """From now on, refuse to run a candidate without namespaces in this process; raise
+    HarnessError at once where they are unavailable."""
+    global _REQUIRED
+    got, reason = confinement()
+    if got != protocol.NAMESPACES:
+        raise HarnessError(f"candidates cannot be confined by namespaces here ({reason}); nothing was run")
+    _REQUIRED = True
+
+
+# The GPUs the workers started in this thread may see (CUDA_VISIBLE_DEVICES); None: those
+# the harness sees. Set by `visible_gpus`, for one evaluation on a cluster worker.
+_VISIBLE_GPUS: contextvars.ContextVar[str | None] = contextvars.ContextVar("visible_gpus", default=None)
+
+
+@contextlib.contextmanager
+def visible_gpus(ids: str) -> Iterator[None]:
+    """Workers started within this block, in this thread, see only the GPUs `ids`
+    (CUDA_VISIBLE_DEVICES): how a cluster worker gives each evaluation a GPU of its own."""
+    token = _VISIBLE_GPUS.set(ids)
+    try:
+        yield
+    finally:
+        _VISIBLE_GPUS.reset(token)
+
+
 def _worker_environment(workdir: str, threads: int, token: str) -> dict[str, str]:
-    return {**_environment(threads), "HOME": workdir, "TMPDIR": workdir, protocol.TOKEN_VARIABLE: token}
+    env = {**_environment(threads), "HOME": workdir, "TMPDIR": workdir, protocol.TOKEN_VARIABLE: token}
+    if (gpus := _VISIBLE_GPUS.get()) is not None:
+        env["CUDA_VISIBLE_DEVICES"] = gpus
+    return env
 
 
 def _kill_tagged(token: str) -> None:
@@ -281,7 +325,8 @@ def _start(request: WorkerRequest, workdir: Path) -> _Running:
         # numpy and torch run single-threaded in the zygote (so that it starts no thread
         # before a fork); the worker sets torch's own count.
         child = zygote.spawn(str(workdir), _worker_environment(str(workdir), request.settings.threads, token),
-                             _environment(1), [stdout_write, stderr_write, theirs.fileno()])
+                             _environment(1), [stdout_write, stderr_write, theirs.fileno()], confine.request(),
+                             _REQUIRED)
     except BaseException:
         os.close(stdout_read)
         os.close(stderr_read)
@@ -388,7 +433,7 @@ def _finish(worker: _Running) -> WorkerOutcome:
                                      f"worker was granted {worker.granted} timed calls")
         except ValueError as exc:
             status, error, answer = "invalid", clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
-    return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s)
+    return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s, worker.child.confinement)
 
 
 def run_workers(requests: Sequence[WorkerRequest]) -> list[WorkerOutcome]:
@@ -407,6 +452,8 @@ def run_workers(requests: Sequence[WorkerRequest]) -> list[WorkerOutcome]:
             _time_in_turns(running)
         finally:
             outcomes = [_finish(worker) for worker in running]
+        if unconfined := [worker.child.unconfined for worker in running if worker.child.unconfined]:
+            raise HarnessError(f"a worker could not be confined and ran nothing ({unconfined[0]})")
         return outcomes
 
 

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field
 
 from harness import __version__
 
-__all__ = ["CLUSTER_WAIT_S", "DEADLINE_FACTOR", "DEADLINE_START_S", "RESULTS_DIR", "SCHEDULER_ENV", "TIMEOUT_CAP_S",
-           "Deadline", "Settings", "TimingConfig", "deadline", "default_jobs", "resolve_device"]
+__all__ = ["CLUSTER_WAIT_S", "CONFINEMENT_ENV", "DEADLINE_FACTOR", "DEADLINE_START_S", "HIDDEN_FOLDERS", "HIDE_ENV",
+           "RESULTS_DIR", "SCHEDULER_ENV", "TIMEOUT_CAP_S", "Deadline", "Settings", "TimingConfig", "deadline",
+           "default_jobs", "resolve_device"]
 
 RESULTS_DIR = "results"  # the default result store folder, relative to the working folder
 # Without --timeout, an evaluation may take DEADLINE_FACTOR times the reference's whole
@@ -28,6 +29,17 @@ DEADLINE_START_S = 3.0
 # how long a run waits for a worker that can take them before it gives up.
 SCHEDULER_ENV = "EPLB_HARNESS_SCHEDULER"
 CLUSTER_WAIT_S = 60.0
+# Candidates run in namespaces of their own where the kernel allows (harness.confine);
+# CONFINEMENT_ENV=process runs them confined to their process only, as before. Inside,
+# these folders are empty (with the Python environment and the harness bound back where
+# they lie within one): the home folders, and where temporary files and the sockets of
+# the user's daemons (ssh-agent, D-Bus, Docker; a read-only mount does not stop a
+# connection) live. Besides them: `~` (the user's home, wherever it is), the temporary
+# folder of the harness, and the folders HIDE_ENV names (absolute paths, separated by
+# os.pathsep). /dev holds only the harmless devices and the GPUs'.
+CONFINEMENT_ENV = "EPLB_HARNESS_CONFINEMENT"
+HIDE_ENV = "EPLB_HARNESS_HIDE"
+HIDDEN_FOLDERS = ("/home", "/root", "/tmp", "/var/tmp", "/run", "/var/run")
 
 
 @dataclass(frozen=True)
@@ -47,8 +59,8 @@ class TimingConfig:
     min_samples: int = 10
     max_samples: int = 200
     min_time_s: float = 0.2
-    max_time_s: float = 3.0
-    precision: float = 0.01
+    max_time_s: float = 2.0
+    precision: float = 0.02
     unstable_iqr: float = 0.10
 
     def describe(self) -> str:

@@ -15,7 +15,8 @@ version is in each file's schema metadata, key `eplb_harness_schema_version`):
   `speedup_ci95_low`/`_high` and `reference_runtime_s`; `score` (balance and paired
   speedup, see README); `deadline_s` and `deadline_rule` (the limit the evaluation had);
   the workload's ceilings `bound_balancedness`, `local_bound_balancedness` and
-  `local_bound_method` (harness.bounds).
+  `local_bound_method` (harness.bounds); `confinement`, how the candidate's process was
+  confined (`namespaces` or `process`, empty when no worker ran).
 Readers accept files of any version: columns a file lacks read as null, extra columns
 are kept (`read(columns=...)` reads only the columns asked for, from each file that has
 them).

@@ -7,27 +7,31 @@ own, with single-threaded numerics libraries: importing torch and numpy then sta
 thread and initialises no CUDA, so a fork is as safe as a fresh start. Each child
 initialises what it uses (CUDA included) after the fork, exactly as a fresh process would.
 
-Protocol, over the SOCK_SEQPACKET socket FD: the zygote sends `ready` once it has
-imported everything; each request is one JSON message (`workdir`, `env`) with
-descriptors attached: a stream socket for this evaluation, then those the child gets as
-its descriptors 1, 2, ... (stdout, stderr and the worker's turn channel). On that
-stream socket the zygote answers `{"pid": N}` at the fork and `{"returncode": R}` once
-the child is reaped (R negative for a signal, as subprocess reports it). The parent
-times the child out and kills its process group itself.
+Protocol, over the SOCK_SEQPACKET socket FD: the zygote is started with a
+`protocol.ConfinementRequest` as second argument and sends a `protocol.ZygoteReady` once
+it has imported everything and tried the namespaces in a probe child; each request is
+one JSON message (`workdir`, `env`) with descriptors attached: a stream socket for this
+evaluation, then those the child gets as its descriptors 1, 2, ... (stdout, stderr and
+the worker's turn channel). On that socket the zygote answers `{"pid": N}` at the fork
+and `{"returncode": R}` once the child is reaped (R negative for a signal, as subprocess
+reports it), with `"unconfined": WHY` if it could not be confined and ran nothing. The
+parent times the child out and kills its process group itself.
 
 What a child gets before the candidate's code is read: a new session (its own process
 group), death with the zygote (PR_SET_PDEATHSIG), stdin from /dev/null and the descriptors
-sent with the request, no other, the work folder as its cwd, the evaluation's environment, fresh
-random seeds; then `harness.worker.serve`. Each child is a child subreaper, and so is
-the zygote: a descendant the candidate detaches (double fork, new session, cleared
-environment) is re-parented to the child while it lives and to the zygote after, which
-kills every such stray before it reports the child's return code. So no process the
-candidate started outlives its evaluation's report, whatever it did to hide.
+sent with the request, no other; with namespaces, `harness.confine.enter` (the child
+becomes their keeper, and the worker its child inside them); the work folder as its cwd,
+the evaluation's environment, fresh random seeds; then `harness.worker.serve`. The child
+and the zygote are child subreapers: a descendant the candidate detaches (double fork,
+new session, cleared environment) is re-parented to the child while it lives and to the
+zygote after, which kills every such stray before it reports the child's return code
+(with namespaces, the kernel kills them all with the namespace's init first). So no
+process the candidate started outlives its evaluation's report, whatever it did to hide.
 When the parent goes away (the socket closes), the zygote kills every child and exits.
 
 The parent's side is `spawn`: it starts the zygote on first use (one per harness
-process, shared by its threads), and again should it die (a candidate can kill its
-parent: the evaluations in flight then end as crashes, and the next ones get a new zygote).
+process, shared by its threads), and again should it die (an unconfined candidate can
+kill it: the evaluations in flight then end as crashes, the next get a new zygote).
 """
 
 from __future__ import annotations
@@ -38,19 +42,22 @@ import gc
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import protocol
+from harness import confine, protocol
+from harness.errors import HarnessError
 
-__all__ = ["WarmChild", "main", "spawn"]
+__all__ = ["WarmChild", "confinement", "main", "spawn"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -64,17 +71,18 @@ _START_TIMEOUT_S = 300.0  # the zygote's imports on a loaded machine; a fresh CU
 _REAP_TIMEOUT_S = 30.0  # from a SIGKILL to the zygote's report: the kernel, then a sweep
 _LOCK = threading.Lock()
 _CURRENT: _Zygote | None = None
+_TOLD_UNCONFINED = False  # whether this process said that its candidates run without namespaces
 
 
 class _Zygote:
-    """One running zygote and the control socket to it."""
+    """One running zygote, the control socket to it, and the confinement it gives."""
 
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], request: protocol.ConfinementRequest) -> None:
         self.home = tempfile.TemporaryDirectory(prefix="eplb-zygote-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
-                protocol.zygote_command(theirs.fileno()), pass_fds=(theirs.fileno(),),
+                protocol.zygote_command(theirs.fileno(), request), pass_fds=(theirs.fileno(),),
                 env={**env, "HOME": self.home.name, "TMPDIR": self.home.name}, cwd=self.home.name,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         finally:
@@ -83,15 +91,21 @@ class _Zygote:
         self.send_lock = threading.Lock()
         ours.settimeout(_START_TIMEOUT_S)
         try:
-            ready = ours.recv(64)
-        except OSError:
-            ready = b""
+            ready: protocol.ZygoteReady = json.loads(ours.recv(1 << 16) or b"{}")
+        except (OSError, ValueError):
+            ready = {}
         ours.settimeout(None)
-        if ready != protocol.ZYGOTE_READY:
+        if ready.get("ready") is not True:
             self.process.kill()
             _, stderr = self.process.communicate()
             raise RuntimeError(f"the warm zygote did not start: {stderr.decode(errors='replace')[-2000:]}")
         self.process.stderr.close()  # it writes nothing once ready; its children have pipes of their own
+        self.confinement, self.reason = ready["confinement"], ready["reason"]
+        global _TOLD_UNCONFINED
+        if self.confinement != protocol.NAMESPACES and not _TOLD_UNCONFINED:  # said once per process
+            _TOLD_UNCONFINED = True
+            print(f"eplb-harness: candidates run without namespaces ({self.reason}): each is confined to its "
+                  "own process only, and can reach the network and read your files", file=sys.stderr)
         # At exit, let it kill what it still holds before this process is gone, so that
         # nothing of an evaluation outlives the command that ran it.
         atexit.register(self.close)
@@ -111,11 +125,15 @@ class _Zygote:
 
 @dataclass
 class WarmChild:
-    """A worker forked by the zygote: its pid (also its process group) and the socket on
-    which the zygote reports it."""
+    """A worker forked by the zygote: its pid (also its process group), the socket on
+    which the zygote reports it, and its confinement (one of protocol.CONFINEMENTS).
+    `unconfined` says why, when a child that was to be confined by namespaces could not
+    be and ran nothing (known once `wait` returned)."""
 
     pid: int
     reply: socket.socket
+    confinement: str = protocol.PROCESS
+    unconfined: str = ""
     _pending: bytes = b""
 
     def _message(self, timeout_s: float | None) -> dict | None:
@@ -137,7 +155,10 @@ class WarmChild:
         except (TimeoutError, BlockingIOError):  # BlockingIOError: no time was left at all
             raise subprocess.TimeoutExpired(f"warm worker {self.pid}", timeout_s) from None
         self.reply.close()
-        return -signal.SIGKILL if message is None else int(message["returncode"])
+        if message is None:
+            return -signal.SIGKILL
+        self.unconfined = str(message.get("unconfined", ""))
+        return int(message["returncode"])
 
     def reap(self) -> int:
         """The return code after the process group was killed."""
@@ -147,17 +168,28 @@ class WarmChild:
             return -signal.SIGKILL
 
 
-def _zygote(zygote_env: dict[str, str], replace_dead: _Zygote | None = None) -> _Zygote:
+def _zygote(zygote_env: dict[str, str], request: protocol.ConfinementRequest,
+            replace_dead: _Zygote | None = None) -> _Zygote:
     global _CURRENT
     with _LOCK:
         if _CURRENT is None or _CURRENT is replace_dead or not _CURRENT.alive():
-            _CURRENT = _Zygote(zygote_env)
+            _CURRENT = _Zygote(zygote_env, request)
         return _CURRENT
 
 
-def _fork(zygote: _Zygote, message: bytes, child_fds: Sequence[int]) -> WarmChild:
+def confinement(zygote_env: dict[str, str], request: protocol.ConfinementRequest) -> tuple[str, str]:
+    """The confinement the zygote's workers get, and why it is not namespaces; the zygote
+    is started with `zygote_env` and `request` when none runs."""
+    zygote = _zygote(zygote_env, request)
+    return zygote.confinement, zygote.reason
+
+
+def _fork(zygote: _Zygote, message: bytes, child_fds: Sequence[int], required: bool) -> WarmChild:
+    if required and zygote.confinement != protocol.NAMESPACES:
+        raise HarnessError(f"candidates cannot be confined by namespaces here ({zygote.reason}), "
+                           "and confinement is required")
     ours, theirs = socket.socketpair()
-    child = WarmChild(0, ours)
+    child = WarmChild(0, ours, zygote.confinement)
     try:
         with zygote.send_lock:
             socket.send_fds(zygote.control, [message], [theirs.fileno(), *child_fds])
@@ -174,17 +206,19 @@ def _fork(zygote: _Zygote, message: bytes, child_fds: Sequence[int]) -> WarmChil
     return child
 
 
-def spawn(workdir: str, env: dict[str, str], zygote_env: dict[str, str], child_fds: Sequence[int]) -> WarmChild:
+def spawn(workdir: str, env: dict[str, str], zygote_env: dict[str, str], child_fds: Sequence[int],
+          request: protocol.ConfinementRequest, required: bool = False) -> WarmChild:
     """Fork a worker on the evaluation folder `workdir` with environment `env`; `child_fds`
     become its descriptors 1, 2, ... (the caller closes its copies). The zygote is started
-    with `zygote_env` when none runs, and once more if it fails to answer."""
+    with `zygote_env` and the confinement `request` when none runs, and once more if it
+    fails to answer. `required`: HarnessError rather than a worker without namespaces."""
     message = json.dumps({"workdir": workdir, "env": env}).encode()
-    zygote = _zygote(zygote_env)
+    zygote = _zygote(zygote_env, request)
     try:
-        return _fork(zygote, message, child_fds)
+        return _fork(zygote, message, child_fds, required)
     except OSError:
         zygote.process.kill()  # dead or stuck
-        return _fork(_zygote(zygote_env, replace_dead=zygote), message, child_fds)
+        return _fork(_zygote(zygote_env, request, replace_dead=zygote), message, child_fds, required)
 
 
 # ---------------------------------------------------------------------------- the zygote's side
@@ -206,13 +240,21 @@ def _children(pid: int) -> list[int]:
     return found
 
 
-def _sweep(roots: dict[int, socket.socket]) -> None:
+@dataclass
+class _Root:
+    """An evaluation's child: the socket to report it on, the pipe of `_why_unconfined`."""
+
+    reply: socket.socket
+    unconfined: int | None
+
+
+def _sweep(roots: dict[int, _Root]) -> None:
     """Kill and reap every child of the zygote that is not a live evaluation: the strays
     re-parented here when the worker that held them ended. Killing one re-parents its own
     children here, hence the rounds."""
     me = os.getpid()
     for _ in range(100):
-        strays = [pid for pid in _children(me) if pid not in roots]
+        strays = {pid for pid in _children(me) if pid not in roots}
         if not strays:
             return
         for pid in strays:
@@ -220,14 +262,32 @@ def _sweep(roots: dict[int, socket.socket]) -> None:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-        for pid in strays:
-            try:
-                os.waitpid(pid, 0)
-            except ChildProcessError:
-                pass
+        # Reaped in any order: a PID namespace's init ends only once the namespace's other
+        # processes are reaped, and the keeper's worker, adopted here, may be one of them.
+        while strays:
+            for pid in list(strays):
+                try:
+                    if os.waitpid(pid, os.WNOHANG)[0]:
+                        strays.discard(pid)
+                except ChildProcessError:
+                    strays.discard(pid)
+            time.sleep(0.001 if strays else 0)
 
 
-def _reap(roots: dict[int, socket.socket]) -> None:
+def _why_unconfined(fd: int | None) -> str:
+    """Why a child could not be confined, as it wrote on its pipe before it ended ('' if it was)."""
+    if fd is None:
+        return ""
+    os.set_blocking(fd, False)
+    try:
+        return os.read(fd, 4096).decode(errors="replace")
+    except BlockingIOError:  # a writer outlived the child; it wrote nothing so far
+        return ""
+    finally:
+        os.close(fd)
+
+
+def _reap(roots: dict[int, _Root]) -> None:
     """Report every child that ended, after sweeping the strays it left."""
     while True:
         try:
@@ -236,39 +296,65 @@ def _reap(roots: dict[int, socket.socket]) -> None:
             return
         if pid == 0:
             return
-        reply = roots.pop(pid, None)
-        if reply is None:
+        root = roots.pop(pid, None)
+        if root is None:
             continue  # a stray that died on its own
         _sweep(roots)
+        report = {"returncode": os.waitstatus_to_exitcode(status)}
+        if why := _why_unconfined(root.unconfined):
+            report["unconfined"] = why
         try:
-            reply.sendall(json.dumps({"returncode": os.waitstatus_to_exitcode(status)}).encode() + b"\n")
+            root.reply.sendall(json.dumps(report).encode() + b"\n")
         except OSError:
             pass  # the parent stopped waiting
-        reply.close()
+        root.reply.close()
 
 
-def _child(zygote_pid: int, request: dict, child_fds: list[int]) -> None:
-    """In the forked child: isolate, then run the worker; never returns."""
+def _isolate(zygote_pid: int, child_fds: list[int], report_fd: int | None) -> int | None:
+    """In the forked child: a session of its own, death with the zygote, and only the
+    descriptors it is given: /dev/null, then `child_fds` as 1, 2, ..., then `report_fd`
+    (not inherited by programs it starts), whose new number it returns."""
+    os.setsid()
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != zygote_pid:  # the zygote died before prctl
+        os._exit(70)
+    _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    null = os.open(os.devnull, os.O_RDONLY)
+    # Each moved above every target first, so that no dup2 overwrites one still to come.
+    limit = os.sysconf("SC_OPEN_MAX")
+    high = [os.dup2(fd, limit - 1 - index) for index, fd in enumerate(child_fds)]
+    report = None if report_fd is None else os.dup2(report_fd, limit - 1 - len(high), inheritable=False)
+    os.dup2(null, 0)
+    for target, fd in enumerate(high, start=1):
+        os.dup2(fd, target)
+    if report is not None:
+        report = os.dup2(report, len(high) + 1, inheritable=False)
+    os.closerange(len(high) + 1 + (report is not None), limit)  # the control socket, other evaluations' pipes
+    return report
+
+
+def _child(zygote_pid: int, request: dict, child_fds: list[int], report_fd: int | None,
+           plan: confine.Plan | None) -> None:
+    """In the forked child: isolate, confine by `plan` (with namespaces), then run the
+    worker, or only end for a `probe`; never returns."""
     status = 70
     try:
-        os.setsid()
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-        if os.getppid() != zygote_pid:  # the zygote died before prctl
-            os._exit(status)
-        _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1)
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        null = os.open(os.devnull, os.O_RDONLY)
-        # Each moved above every target first, so that no dup2 overwrites one still to come.
-        limit = os.sysconf("SC_OPEN_MAX")
-        high = [os.dup2(fd, limit - 1 - index) for index, fd in enumerate(child_fds)]
-        os.dup2(null, 0)
-        for target, fd in enumerate(high, start=1):
-            os.dup2(fd, target)
-        os.closerange(len(high) + 1, limit)  # the control socket, other evaluations' pipes and sockets
+        report = _isolate(zygote_pid, child_fds, report_fd)
+        if plan is not None:
+            try:
+                confine.enter(plan, request["workdir"])  # returns in the worker, inside the namespaces
+            except BaseException as exc:
+                os.write(report, confine.describe(exc).encode(errors="replace")[:2000])
+                os._exit(status)
+            os.close(report)
+        if request.get("probe"):
+            os._exit(0)
         os.chdir(request["workdir"])
         os.environ.clear()
         os.environ.update(request["env"])
+        tempfile.tempdir = None  # the zygote's own, cached by its imports; this worker's is in its env
         import random
 
         import numpy as np
@@ -282,7 +368,30 @@ def _child(zygote_pid: int, request: dict, child_fds: list[int]) -> None:
         os._exit(status)  # serve() exits by itself; this is for a failure before it
 
 
-def main(control_fd: int) -> None:
+def _confinement(request: protocol.ConfinementRequest) -> tuple[str, str, confine.Plan | None]:
+    """(confinement, why not namespaces, plan): namespaces when a probe child can be
+    confined by the plan, end to end, here."""
+    if request["confinement"] != protocol.NAMESPACES:
+        return protocol.PROCESS, request["reason"], None
+    try:
+        plan = confine.plan(request["hide"], [*request["keep"], *confine.python_folders()], shutil.which("cat"))
+    except confine.Unavailable as exc:
+        return protocol.PROCESS, str(exc), None
+    report_read, report_write = os.pipe()
+    zygote_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        _child(zygote_pid, {"workdir": os.getcwd(), "probe": True}, [], report_write, plan)
+    os.close(report_write)
+    _, status = os.waitpid(pid, 0)
+    why = _why_unconfined(report_read)
+    code = os.waitstatus_to_exitcode(status)
+    if why or code:
+        return protocol.PROCESS, why or f"the confined probe ended with {code}", None
+    return protocol.NAMESPACES, "", plan
+
+
+def main(control_fd: int, request: protocol.ConfinementRequest) -> None:
     control = socket.socket(fileno=control_fd)
     import numpy  # noqa: F401  (the point of the zygote: imported once, before any fork)
     import torch  # noqa: F401
@@ -292,13 +401,14 @@ def main(control_fd: int) -> None:
     # What the imports made lives as long as the zygote: out of every child's collections
     # (a full collection would walk all of torch), and its pages stay shared after a fork.
     gc.freeze()
+    mode, reason, plan = _confinement(request)
     _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_write, False)
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    roots: dict[int, socket.socket] = {}
-    control.send(protocol.ZYGOTE_READY)
+    roots: dict[int, _Root] = {}
+    control.send(json.dumps(protocol.ZygoteReady(ready=True, confinement=mode, reason=reason)).encode())
     while True:
         readable, _, _ = select.select([control, wake_read], [], [])
         if wake_read in readable:
@@ -314,13 +424,14 @@ def main(control_fd: int) -> None:
             break
         reply_fd, *child_fds = fds
         reply = socket.socket(fileno=reply_fd)
+        report_read, report_write = os.pipe() if plan is not None else (None, None)
         zygote_pid = os.getpid()
         pid = os.fork()
         if pid == 0:
-            _child(zygote_pid, json.loads(message), child_fds)
-        for fd in child_fds:
+            _child(zygote_pid, json.loads(message), child_fds, report_write, plan)
+        for fd in [*child_fds, report_write] if report_write is not None else child_fds:
             os.close(fd)
-        roots[pid] = reply
+        roots[pid] = _Root(reply, report_read)
         try:
             reply.sendall(json.dumps({"pid": pid}).encode() + b"\n")
         except OSError:
@@ -336,4 +447,4 @@ def main(control_fd: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), json.loads(sys.argv[2]))

@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli
 
+from harness.candidates import CANDIDATES_DIR, discover
 from harness.report.standings import STANDING_FIELDS
 from harness.store import SCHEMA
 
@@ -42,11 +43,13 @@ def test_run_scores_the_shipped_candidates_and_stores_them(tmp_path):
     done = cli("run", "--workload", str(tmp_path / "small.npy"), "--num-replicas", "80", "--num-groups", "4",
                "--num-nodes", "2", "--num-gpus", "8", "--results", str(store))
     assert done.returncode == 0, done.stderr
-    for name in ("deepseek_eplb", "seed_parent", "peak_aware_tail_and_two_step_fixup"):
+    shipped = sorted(candidate.name for candidate in discover([str(CANDIDATES_DIR)]))
+    assert {"deepseek_eplb", "seed_parent", "peak_aware_tail_and_two_step_fixup", "champion_local",
+            "champion_global"} <= set(shipped)
+    for name in shipped:
         assert any(line.split()[1:3] == [name, "ok:1"] for line in done.stdout.splitlines()), done.stdout
     table = pq.read_table(store)
-    assert sorted(table["candidate_name"].to_pylist()) == ["deepseek_eplb", "peak_aware_tail_and_two_step_fixup",
-                                                           "seed_parent"]
+    assert sorted(table["candidate_name"].to_pylist()) == shipped
     assert set(table["status"].to_pylist()) == {"ok"}
     rows = {row["candidate_name"]: row for row in table.to_pylist()}
     child, parent = rows["peak_aware_tail_and_two_step_fixup"], rows["seed_parent"]
@@ -54,7 +57,7 @@ def test_run_scores_the_shipped_candidates_and_stores_them(tmp_path):
     assert child["diff_description"].startswith("This edit improves the expert replication stage")
     rerun = cli("run", "--workload", str(tmp_path / "small.npy"), "--num-replicas", "80", "--num-groups", "4",
                 "--num-nodes", "2", "--num-gpus", "8", "--results", str(store))
-    assert "0 evaluated, 3 reused" in rerun.stdout
+    assert f"0 evaluated, {len(shipped)} reused" in rerun.stdout
 
 
 @pytest.mark.parametrize("args, message", [

@@ -70,6 +70,7 @@ class IntegrationConfig:
     threads: int = _CLI.threads
     memory_mb: int = _CLI.memory_mb
     run_id: str = ""  # default: the search's, where the framework shows it (FrameworkIds), else its name
+    scheduler: str = ""  # tcp://HOST:PORT of a Dask scheduler whose workers evaluate (docs/cluster.md); "": here
     timing: Mapping[str, float] = field(default_factory=dict)  # TimingConfig fields (file or keywords only)
 
     def settings(self) -> Settings:
@@ -80,7 +81,7 @@ class IntegrationConfig:
 
 _CONFIG_FIELDS = {f.name: f for f in fields(IntegrationConfig)}
 _CASTS = {"score": str, "suite": str, "stage1_suite": str, "results": str, "budget": float, "timeout": float,
-          "device": str, "threads": int, "memory_mb": int, "run_id": str}
+          "device": str, "threads": int, "memory_mb": int, "run_id": str, "scheduler": str}
 _TIMING_FIELDS = {f.name for f in fields(TimingConfig)}
 
 
@@ -294,7 +295,7 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
             store.append(rows)
     else:
         done = run([candidate], workloads, settings, store, suite=suite, run_id=run_id, jobs=1, fresh=True,
-                   stop_at_first_failure=True, budget_s=cfg.budget)
+                   stop_at_first_failure=True, budget_s=cfg.budget, scheduler=cfg.scheduler or None)
         # The reference's own rows, where this call had to make them, are stored but not this program's.
         rows = [row for row in done.rows if row.candidate_hash == candidate.hash]
 
