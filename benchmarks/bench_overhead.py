@@ -34,9 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_RELEASE = "7cdcc59"
 
-PROBE = '''import json as _probe_json
-import time as _probe_time
-_probe_calls = []
+# Appended to the reference: the running total of its calls' time, printed after each call
+# (the row keeps the tail of stdout, and a confined candidate can write nowhere else).
+PROBE = '''import time as _probe_time
+_probe_total = [0.0]
 
 
 def rebalance_experts(*args):
@@ -44,15 +45,13 @@ def rebalance_experts(*args):
     try:
         return _probe_entry(*args)
     finally:
-        _probe_calls.append(_probe_time.perf_counter() - begin)
-        with open({path!r}, "w") as _probe_file:
-            _probe_json.dump(_probe_calls, _probe_file)
+        _probe_total[0] += _probe_time.perf_counter() - begin
+        print(f"probe-calls-s {_probe_total[0]!r}", flush=True)
 '''
 
 # Run inside the version's own folder (its `harness` first on sys.path); prints JSON.
 MEASURE = '''
-import dataclasses, json, sys, tempfile, time
-from pathlib import Path
+import json, sys, time
 from harness import workloads
 from harness.candidates import REFERENCE_PATH, Candidate, load_candidate, source_hash
 from harness.evaluate import evaluate
@@ -67,21 +66,18 @@ reference = load_candidate(REFERENCE_PATH)
 probe_template = sys.argv[2]
 entry = "rebalance_experts"
 results = []
-with tempfile.TemporaryDirectory() as scratch:
-    calls_file = Path(scratch) / "calls.json"
-    source = (reference.source.replace(f"def {entry}(", "def _probe_entry(", 1)
-              + probe_template.format(path=str(calls_file)))
-    probed = Candidate(name="probed", source=source, hash=source_hash(source), path="")
-    options = {"partner": reference} if paired else {}
-    evaluate(probed, suite[0], Settings(), **options)  # a warm start is paid once per process
-    for workload in suite:
-        started = time.perf_counter()
-        row = evaluate(probed, workload, Settings(), **options)
-        wall_s = time.perf_counter() - started
-        assert row.status == "ok", row.error
-        calls_s = sum(json.loads(calls_file.read_text()))
-        paired_s = row.reference_runtime_s * row.runtime_samples if paired else 0.0
-        results.append({"workload": workload.name, "wall_s": wall_s, "calls_s": calls_s, "paired_s": paired_s})
+source = reference.source.replace(f"def {entry}(", "def _probe_entry(", 1) + probe_template
+probed = Candidate(name="probed", source=source, hash=source_hash(source), path="")
+options = {"partner": reference} if paired else {}
+evaluate(probed, suite[0], Settings(), **options)  # a warm start is paid once per process
+for workload in suite:
+    started = time.perf_counter()
+    row = evaluate(probed, workload, Settings(), **options)
+    wall_s = time.perf_counter() - started
+    assert row.status == "ok", row.error
+    calls_s = float(row.stdout_tail.strip().splitlines()[-1].split()[1])
+    paired_s = row.reference_runtime_s * row.runtime_samples if paired else 0.0
+    results.append({"workload": workload.name, "wall_s": wall_s, "calls_s": calls_s, "paired_s": paired_s})
 print(json.dumps(results))
 '''
 
