@@ -7,7 +7,7 @@ kills the whole group, grandchildren included. Its stdout and stderr are drained
 continuously and only a bounded tail is kept, so a flood can neither block it nor fill memory.
 
 What parent and worker agree on (files, fields, limits) is `harness.protocol`'s.
-Everything the worker leaves behind is read as hostile input, because the candidate runs
+Everything the worker leaves behind is read as hostile input (`harness.answers`), because the candidate runs
 in the worker's process and can rewrite any of it: `answer.json` and `placements.npz`
 must be regular files of bounded size, well formed, with every field the evaluation
 reads of the right type; array headers are checked before any array is allocated. A
@@ -34,26 +34,21 @@ from __future__ import annotations
 import collections
 import contextlib
 import contextvars
-import io
-import json
-import math
 import os
 import signal
 import socket
-import stat
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
-import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from harness import confine, protocol, zygote
+from harness import answers, confine, protocol, zygote
 from harness.errors import HarnessError
 from harness.metrics import SPEED_DOUBLINGS
 from harness.stats import median_interval
@@ -199,97 +194,6 @@ def _exit_reason(returncode: int, stderr_tail: str = "") -> str:
     return f"{oom}the worker exited with code {returncode} before answering"
 
 
-def clean_text(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters and made storable (lone surrogates replaced)."""
-    return protocol.shorten(text, limit).encode("utf-8", errors="replace").decode("utf-8")
-
-
-def _read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of a file the worker wrote, read without trusting it: a link, FIFO or
-    device is refused (opening a FIFO would block forever), and so is anything over
-    `limit` bytes. Raises ValueError."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as exc:
-        raise ValueError(f"{path.name} cannot be opened: {exc.strerror} (a link?)") from None
-    with open(fd, "rb") as file:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise ValueError(f"{path.name} is not a regular file")
-        data = file.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path.name} is over {limit} bytes")
-    return data
-
-
-def _checked_answer(raw: bytes, request: WorkerRequest, wall_s: float) -> protocol.Answer:
-    """answer.json as a dict whose every field the evaluation reads is present and of the
-    right type, with plausible timings; ValueError naming the field otherwise."""
-    try:
-        answer = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise ValueError(f"{protocol.ANSWER_FILE} is not valid JSON ({type(exc).__name__})") from None
-    if not isinstance(answer, dict):
-        raise ValueError(f"{protocol.ANSWER_FILE} is not a JSON object")
-    status, error = answer.get("status"), answer.get("error")
-    if status not in protocol.WORKER_STATUSES or not isinstance(error, str):
-        raise ValueError(f"{protocol.ANSWER_FILE} has status {clean_text(repr(status), 80)} and a non-text error"
-                         if status in protocol.WORKER_STATUSES else
-                         f"{protocol.ANSWER_FILE} has status {clean_text(repr(status), 80)}; "
-                         f"expected one of {protocol.WORKER_STATUSES}")
-    if status != "ok":
-        return protocol.Answer(status=status, error=clean_text(error, protocol.ERROR_CHARS))
-    samples = answer.get("runtime_samples_s")
-    if not (isinstance(samples, list) and samples and all(
-            type(s) in (int, float) and math.isfinite(s) and s > 0 for s in samples)):
-        raise ValueError("runtime_samples_s must be a non-empty list of positive, finite seconds")
-    if sum(samples) > wall_s:
-        raise ValueError(f"runtime_samples_s add up to {sum(samples):.3g} s, more than the worker's "
-                         f"whole life ({wall_s:.3g} s)")
-    changed = answer.get("input_changed")
-    windows = request.weights.shape[0]
-    if not (isinstance(changed, list) and len(changed) == windows and all(type(c) is bool for c in changed)):
-        raise ValueError(f"input_changed must be a list of {windows} booleans")
-    for key, kind in protocol.OK_ANSWER_FIELDS.items():
-        if type(answer.get(key)) is not kind:
-            raise ValueError(f"{key} must be a {kind.__name__}")
-    return answer
-
-
-def _read_placements(path: Path, request: WorkerRequest) -> dict[str, np.ndarray]:
-    """placements.npz as arrays, checked for names, headers and sizes before any array is
-    allocated; ValueError otherwise."""
-    windows, layers, experts = request.weights.shape
-    num_replicas = request.settings.topology["num_replicas"]
-    member_bytes = 8 * protocol.max_placement_elements(layers, experts, num_replicas)  # as int64
-    names = {protocol.placement_key(name, t) for t in range(windows) for name in protocol.PLACEMENT_ARRAYS}
-    raw = _read_regular(path, len(names) * (member_bytes + 4096))
-    arrays = {}
-    try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            found = {info.filename.removesuffix(".npy") for info in archive.infolist()}
-            if found != names:
-                raise ValueError(f"{protocol.PLACEMENTS_FILE} holds {sorted(found)[:6]}; "
-                                 f"expected {sorted(names)[:6]}")
-            for name in sorted(names):
-                with archive.open(f"{name}.npy") as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in ((1, 0), (2, 0)):
-                        raise ValueError(f"{name} has .npy format version {version}")
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read_header(member)
-                    if dtype.hasobject or math.prod(shape) * dtype.itemsize > member_bytes:
-                        raise ValueError(f"{name} has shape {list(shape)} and dtype {dtype}; too large or not numeric")
-                with archive.open(f"{name}.npy") as member:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
-    except ValueError:
-        raise
-    except Exception as exc:  # whatever a corrupt zip or .npy raises
-        raise ValueError(f"{protocol.PLACEMENTS_FILE} cannot be read ({type(exc).__name__}: {exc})") from None
-    return arrays
-
-
 @dataclass(eq=False)
 class _Running:
     """A started worker, as the parent tracks it until its outcome is known."""
@@ -425,14 +329,16 @@ def _finish(worker: _Running) -> WorkerOutcome:
     else:
         status, error = "", ""
         try:
-            answer = _checked_answer(_read_regular(answer_path, protocol.ANSWER_BYTES), request, wall_s)
+            answer = answers.checked_answer(answers.read_regular(answer_path, protocol.ANSWER_BYTES),
+                                            request.weights.shape[0], wall_s)
             if answer["status"] == "ok":
-                placements = _read_placements(worker.workdir / protocol.PLACEMENTS_FILE, request)
+                placements = answers.read_placements(worker.workdir / protocol.PLACEMENTS_FILE, request.weights.shape,
+                                                     request.settings.topology["num_replicas"])
                 if len(answer["runtime_samples_s"]) != worker.granted:
                     raise ValueError(f"runtime_samples_s holds {len(answer['runtime_samples_s'])} samples; the "
                                      f"worker was granted {worker.granted} timed calls")
         except ValueError as exc:
-            status, error, answer = "invalid", clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
+            status, error, answer = "invalid", answers.clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
     return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s, worker.child.confinement)
 
 

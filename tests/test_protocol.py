@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from harness import protocol
+from harness.answers import checked_answer
 from harness.candidates import REFERENCE_PATH
-from harness.sandbox import WorkerRequest, _checked_answer, run_worker
+from harness.sandbox import WorkerRequest, run_worker
 from harness.settings import TimingConfig
 
 HARNESS = Path(protocol.__file__).parent
-SIDES = [HARNESS / "sandbox.py", HARNESS / "worker.py", HARNESS / "zygote.py"]
+SIDES = [HARNESS / "sandbox.py", HARNESS / "answers.py", HARNESS / "worker.py", HARNESS / "zygote.py"]
 
 
 def _code_strings(path: Path) -> list[str]:
@@ -99,11 +100,11 @@ def test_an_ok_answer_lacking_a_field_is_refused():
     whole = {"status": "ok", "error": "", "runtime_samples_s": [0.01], "input_changed": [False, False],
              "nondeterministic": False, "threads": 1, "device_name": "cpu", "cuda_version": "",
              "peak_device_memory_bytes": 0}
-    assert _checked_answer(json.dumps(whole).encode(), request, wall_s=1.0) == whole
+    assert checked_answer(json.dumps(whole).encode(), request.weights.shape[0], wall_s=1.0) == whole
     for field in protocol.OK_ANSWER_FIELDS:
         forged = {key: value for key, value in whole.items() if key != field}
         with pytest.raises(ValueError, match=field if field not in ("status", "error") else "status"):
-            _checked_answer(json.dumps(forged).encode(), request, wall_s=1.0)
+            checked_answer(json.dumps(forged).encode(), request.weights.shape[0], wall_s=1.0)
 
 
 def test_the_worker_answers_with_exactly_the_protocol_fields():
