@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 from joblib import Parallel, delayed
 
 from harness import __version__
@@ -253,9 +254,12 @@ def _stored_reference_walls(store: ResultStore | None, reference: Candidate, set
     if store is None or not store.files():
         return
     table = store.read(["candidate_hash", "workload_id", "settings_hash", "status", "eval_wall_s"])
-    for row in table.to_pylist():
-        if (row["candidate_hash"], row["settings_hash"], row["status"]) == (reference.hash, settings.hash, "ok"):
-            _REFERENCE_WALL_S[(reference.hash, row["workload_id"], settings.hash)] = row["eval_wall_s"]
+    # Column-wise: a search's store holds many rows, the reference's only a few of them.
+    own = table.filter(pc.and_(pc.and_(pc.equal(table["candidate_hash"], reference.hash),
+                                       pc.equal(table["settings_hash"], settings.hash)),
+                               pc.equal(table["status"], "ok")))
+    for workload_id, wall_s in zip(own["workload_id"].to_pylist(), own["eval_wall_s"].to_pylist(), strict=True):
+        _REFERENCE_WALL_S[(reference.hash, workload_id, settings.hash)] = wall_s
 
 
 def _as_reference(row: EvalResult) -> EvalResult:
