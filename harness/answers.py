@@ -46,9 +46,10 @@ def read_regular(path: Path, limit: int) -> bytes:
 
 
 def checked_answer(raw: bytes, windows: int, wall_s: float) -> protocol.Answer:
-    """answer.json (`raw`) of a worker that ran on `windows` windows for `wall_s` seconds,
-    as a dict whose every field the evaluation reads is present and of the right type,
-    with plausible timings; ValueError naming the field otherwise."""
+    """answer.json (`raw`) of a worker that made a placement pass over `windows` windows
+    (0: it made none) and lived `wall_s` seconds, as a dict whose every field the
+    evaluation reads is present and of the right type, with plausible timings; ValueError
+    naming the field otherwise."""
     try:
         answer = json.loads(raw)
     except (ValueError, RecursionError) as exc:

@@ -41,9 +41,11 @@ from harness.settings import (
     RESULTS_DIR,
     SCHEDULER_ENV,
     TIMEOUT_CAP_S,
+    TIMING_PRESETS,
     Settings,
     default_jobs,
     resolve_device,
+    timing_preset,
 )
 from harness.store import ResultStore
 from harness.workloads import DEFAULT_WINDOW_STEPS, resolve_workloads
@@ -82,6 +84,9 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_positive_float, default=DEFAULTS.timeout_s,
                         help=f"seconds per evaluation (default: {DEADLINE_FACTOR:g} x the reference's evaluation "
                              f"on the workload + {DEADLINE_START_S:g} s, at most {TIMEOUT_CAP_S:g} s)")
+    parser.add_argument("--timing", choices=TIMING_PRESETS, default="precise",
+                        help="precise: until the paired speedup is known within 2%% (at most 2 s per evaluation); "
+                             "screen: a few turns per window, about 0.1 s (default: precise)")
     parser.add_argument("--memory-mb", type=_positive_int, default=DEFAULTS.memory_mb,
                         help=f"memory cap per evaluation (default: {DEFAULTS.memory_mb})")
     parser.add_argument("--threads", type=_positive_int, default=DEFAULTS.threads,
@@ -110,7 +115,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.require_confinement:
         require_confinement()
     return Settings(device=resolve_device(args.device), threads=args.threads, timeout_s=args.timeout,
-                    memory_mb=args.memory_mb)
+                    memory_mb=args.memory_mb, timing=timing_preset(args.timing))
 
 
 def _workloads(args: argparse.Namespace):

@@ -51,6 +51,7 @@ from harness.workloads import Workload
 __all__ = ["RunReport", "context", "evaluate", "new_run_id", "run", "worker_settings"]
 
 
+@functools.cache
 def _version(package: str) -> str:
     try:
         return metadata.version(package)
@@ -107,10 +108,11 @@ def context(candidate: Candidate, workload: Workload, settings: Settings, run_id
     )
 
 
-def worker_settings(workload: Workload, settings: Settings) -> WorkerSettings:
-    """What the worker needs to know of `settings` to run a candidate on `workload`."""
+def worker_settings(workload: Workload, settings: Settings, placements: bool = True) -> WorkerSettings:
+    """What the worker needs to know of `settings` to run a candidate on `workload`
+    (`placements`: and to return its placements, or only to be timed)."""
     return WorkerSettings(topology=vars(workload.topology), device=settings.device, threads=settings.threads,
-                          timing=asdict(settings.timing), memory_mb=settings.memory_mb)
+                          timing=asdict(settings.timing), memory_mb=settings.memory_mb, placements=placements)
 
 
 def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_id: str = "adhoc",
@@ -123,9 +125,12 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
     ctx = context(candidate, workload, settings, run_id, suite, limit)
     if candidate.patch_error:
         return EvalResult.failed(ctx, "patch_failed", candidate.patch_error)
-    sources = [candidate.source] + ([partner.source] if partner is not None else [])
-    outcome, *partnered = run_workers([WorkerRequest(source, workload.weights, worker_settings(workload, settings),
-                                                     limit.seconds) for source in sources])
+    # The partner is only timed: its placements on the workload are in its own row.
+    requests = [WorkerRequest(candidate.source, workload.weights, worker_settings(workload, settings), limit.seconds)]
+    if partner is not None:
+        requests.append(WorkerRequest(partner.source, workload.weights, worker_settings(workload, settings, False),
+                                      limit.seconds))
+    outcome, *partnered = run_workers(requests)
     answer = outcome.answer
     if outcome.status or answer["status"] != "ok":
         return EvalResult.failed(ctx, outcome.status or answer["status"], outcome.error or answer["error"],
@@ -249,8 +254,12 @@ def _lost(candidate: Candidate, workloads: Sequence[Workload], settings: Setting
 _REFERENCE_WALL_S: dict[tuple[str, str, str], float] = {}
 
 
-def _stored_reference_walls(store: ResultStore | None, reference: Candidate, settings: Settings) -> None:
-    """Learn the reference's evaluation times from its stored `ok` rows."""
+def _stored_reference_walls(store: ResultStore | None, reference: Candidate, settings: Settings,
+                            workloads: Sequence[Workload]) -> None:
+    """Learn the reference's evaluation times from its stored `ok` rows, unless this
+    process knows them for every one of `workloads` (a search calls `run` per candidate)."""
+    if all((reference.hash, w.id, settings.hash) in _REFERENCE_WALL_S for w in workloads):
+        return
     if store is None or not store.files():
         return
     table = store.read(["candidate_hash", "workload_id", "settings_hash", "status", "eval_wall_s"])
@@ -302,7 +311,7 @@ def run(candidates: list[Candidate], workloads: list[Workload], settings: Settin
         shipped = load_candidate(REFERENCE_PATH)
         # A candidate identical to the reference is the reference, under the name it was given.
         baseline = next((c for c in candidates if c.hash == shipped.hash), shipped)
-        _stored_reference_walls(store, baseline, settings)
+        _stored_reference_walls(store, baseline, settings, workloads)
         own = {w.id for c, w in todo if c.hash == baseline.hash}
         needed = {w.id: w for _, w in todo}.values()
         missing = [w for w in needed if w.id in own or (baseline.hash, w.id, settings.hash) not in _REFERENCE_WALL_S]

@@ -167,10 +167,13 @@ def moved_replicas(previous: np.ndarray, current: np.ndarray, topology: Topology
     num_experts = int(max(previous.max(), current.max())) + 1
     gpu = np.arange(num_replicas) // (num_replicas // topology.num_gpus)
     cells = (np.arange(num_layers)[:, None] * topology.num_gpus + gpu[None, :]) * num_experts
-    size = num_layers * topology.num_gpus * num_experts
-    before = np.bincount((cells + previous).ravel(), minlength=size)
-    after = np.bincount((cells + current).ravel(), minlength=size)
-    return int(np.clip(after - before, 0, None).sum())
+    # Counted over the (layer, GPU, expert) keys present, not a bincount over every key:
+    # far fewer replicas than keys.
+    before_keys, before_counts = np.unique(cells + previous, return_counts=True)
+    after_keys, after_counts = np.unique(cells + current, return_counts=True)
+    at = np.minimum(np.searchsorted(before_keys, after_keys), before_keys.size - 1)
+    kept = np.where(before_keys[at] == after_keys, before_counts[at], 0)
+    return int(np.clip(after_counts - kept, 0, None).sum())
 
 
 def adrs_combined_score(replica_balancedness, runtime_s):

@@ -5,8 +5,8 @@ One evaluation is one work folder. The parent writes `candidate.py` (the program
 then asks the warm zygote (`zygote_command`, see `harness.zygote`) to fork a worker on
 that folder. The worker calls the candidate's
 `rebalance_experts` once per window and writes `placements.npz` (the arrays named by
-`placement_key`, no pickle), makes its warm-up calls, then times one call each time the
-parent grants it a turn on its `Turns` channel (descriptor TURN_FD), and writes, last and
+`placement_key`, no pickle), makes its warm-up calls, then times a burst of calls each
+time the parent grants it a turn on its `Turns` channel (descriptor TURN_FD), and writes, last and
 atomically, `answer.json` (an `Answer`, an `OkAnswer` when the status is `ok`). The
 parent reads both files as hostile input.
 
@@ -108,13 +108,16 @@ class WorkerSettings:
     """request.json: the settings the worker runs the candidate with.
 
     `topology` holds num_replicas, num_groups, num_nodes and num_gpus; `timing` holds
-    TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...)."""
+    TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...).
+    `placements`: make the placement pass and write placements.npz; a worker that is only
+    timed (the reference beside a candidate, whose placements are stored already) skips it."""
 
     topology: dict[str, int]
     device: str
     threads: int
     timing: dict[str, float]
     memory_mb: int
+    placements: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -136,8 +139,8 @@ class OkAnswer(Answer):
     """answer.json when the candidate ran: timings and facts of the run. The parent checks
     every field's JSON type, so a field added here cannot be missing from a forged answer."""
 
-    runtime_samples_s: list[float]  # one per timed call, every window at least once
-    input_changed: list[bool]  # per window: the candidate wrote into the weights it was given
+    runtime_samples_s: list[float]  # one per turn: the mean time of its calls; every window at least once
+    input_changed: list[bool]  # per window of the placement pass (none without one): the call wrote into its weights
     nondeterministic: bool  # a timed call returned another phy2log than the first call
     threads: int
     device_name: str
@@ -175,10 +178,10 @@ def shorten(text: str, limit: int) -> str:
 
 class Turns:
     """The turn channel between the parent and one worker, so that the parent can time
-    two workers (a candidate and the reference) in alternation, call by call, on the same
+    two workers (a candidate and the reference) in alternation, turn by turn, on the same
     window: the worker says it is `ready` after its warm-up, then the parent `grant`s one
-    timed call on window t at a time and the worker says `done` with the call's time after
-    each (the parent decides from these when it has timed enough); `stop` ends the
+    turn on window t at a time and the worker says `done` with the mean time of the turn's
+    calls (the parent decides from these when it has timed enough); `stop` ends the
     timing. Each message is tiny; a worker that fails closes the channel by exiting."""
 
     _READY, _WINDOW, _DONE = b"R", struct.Struct("<i"), struct.Struct("<cd")
@@ -211,7 +214,7 @@ class Turns:
         return window if window >= 0 else None
 
     def done(self, sample_s: float) -> None:
-        """The call is made; it took `sample_s` seconds."""
+        """The turn's calls are made; they took `sample_s` seconds each, on average."""
         self.channel.sendall(self._DONE.pack(b"D", sample_s))
 
     # The parent's side.
@@ -219,8 +222,8 @@ class Turns:
         return self._receive(1, timeout_s) == self._READY
 
     def grant(self, window: int, timeout_s: float) -> float | None:
-        """Have the worker time one call on `window`: the seconds it says the call took,
-        None if it did not say so in time."""
+        """Give the worker a turn on `window`: the mean seconds per call it says the turn's
+        calls took, None if it did not say so in time."""
         try:
             self.channel.sendall(self._WINDOW.pack(window))
         except OSError:

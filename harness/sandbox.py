@@ -77,7 +77,8 @@ class WorkerRequest:
 class WorkerOutcome:
     """How the worker process ended: `answer` is its answer.json, checked (empty when it
     gave none); `status`/`error` are set when the process itself failed (timeout, crash).
-    `placements` holds the arrays of an `ok` answer by `protocol.placement_key`.
+    `placements` holds the arrays of an `ok` answer by `protocol.placement_key` (none
+    when the request asked for none).
     `confinement`: how the worker was confined, one of `protocol.CONFINEMENTS`."""
 
     status: str
@@ -207,7 +208,7 @@ class _Running:
     tails: tuple[collections.deque, collections.deque]
     started: float  # perf_counter at the fork
     deadline: float  # monotonic
-    samples_s: list[float] = field(default_factory=list)  # the timed calls it says it made
+    samples_s: list[float] = field(default_factory=list)  # the turns' times it says it took
 
     @property
     def granted(self) -> int:
@@ -273,8 +274,8 @@ def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str,
 
 
 def _time_in_turns(running: list[_Running]) -> None:
-    """Grant the workers their timed calls in rounds, one call each in turns, all on the
-    same window in a round, until `_timed_enough`. During one worker's call the others'
+    """Grant the workers their turns in rounds, one turn each, all on the same window in
+    a round, until `_timed_enough`. During one worker's turn the others'
     process groups are stopped, so a candidate cannot slow the reference down (nor the
     reverse). A worker that fails or runs out of time drops out; the rest go on. With two
     workers, the first is the candidate and the second its reference."""
@@ -330,13 +331,13 @@ def _finish(worker: _Running) -> WorkerOutcome:
         status, error = "", ""
         try:
             answer = answers.checked_answer(answers.read_regular(answer_path, protocol.ANSWER_BYTES),
-                                            request.weights.shape[0], wall_s)
-            if answer["status"] == "ok":
+                                            request.weights.shape[0] if request.settings.placements else 0, wall_s)
+            if answer["status"] == "ok" and request.settings.placements:
                 placements = answers.read_placements(worker.workdir / protocol.PLACEMENTS_FILE, request.weights.shape,
                                                      request.settings.topology["num_replicas"])
                 if len(answer["runtime_samples_s"]) != worker.granted:
                     raise ValueError(f"runtime_samples_s holds {len(answer['runtime_samples_s'])} samples; the "
-                                     f"worker was granted {worker.granted} timed calls")
+                                     f"worker was granted {worker.granted} turns")
         except ValueError as exc:
             status, error, answer = "invalid", answers.clean_text(f"answer: {exc}", protocol.ERROR_CHARS), {}
     return WorkerOutcome(status, error, answer, placements, stdout_tail, stderr_tail, wall_s, worker.child.confinement)

@@ -13,10 +13,11 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from harness import __version__
+from harness.errors import HarnessError
 
 __all__ = ["CLUSTER_WAIT_S", "CONFINEMENT_ENV", "DEADLINE_FACTOR", "DEADLINE_START_S", "HIDDEN_FOLDERS", "HIDE_ENV",
-           "RESULTS_DIR", "SCHEDULER_ENV", "TIMEOUT_CAP_S", "Deadline", "Settings", "TimingConfig", "deadline",
-           "default_jobs", "resolve_device"]
+           "RESULTS_DIR", "SCHEDULER_ENV", "TIMEOUT_CAP_S", "TIMING_PRESETS", "Deadline", "Settings", "TimingConfig",
+           "deadline", "default_jobs", "resolve_device", "timing_preset"]
 
 RESULTS_DIR = "results"  # the default result store folder, relative to the working folder
 # Without --timeout, an evaluation may take DEADLINE_FACTOR times the reference's whole
@@ -45,15 +46,18 @@ HIDDEN_FOLDERS = ("/home", "/root", "/tmp", "/var/tmp", "/run", "/var/run")
 @dataclass(frozen=True)
 class TimingConfig:
     """How the candidate's call is timed. After one untimed call per window (which yields
-    the placements) and `warmup` more, timed calls are made in rounds that cycle over the
-    windows; with the reference beside it, each round times one call of each, in turns,
-    on the same window. Rounds go on until there are at least `min_samples` (and one per
-    window) and `min_time_s` has passed and, when paired, the 95% interval of the median
-    speedup is within `precision` of it (or wholly beyond what the score counts); at most
-    `max_samples` rounds or `max_time_s`. Each sample is `perf_counter` around the call
-    alone, on a fresh copy of the window's weights, bracketed by CUDA synchronisation on a
-    GPU; garbage is collected before the timed calls and collection is off during them (as
-    timeit does). A median whose IQR exceeds `unstable_iqr` of it is flagged."""
+    the placements) and `warmup` more, timed turns are made in rounds that cycle over the
+    windows; with the reference beside it, each round gives one turn to each, one after
+    the other, on the same window. A turn is a burst of back-to-back calls lasting about
+    `turn_s` (by the fastest untimed call; one call at least, 1000 at most), and its
+    sample is their mean time. Rounds go on until there are at least `min_samples` (and
+    one per window) and `min_time_s` has passed and, when paired, the 95% interval of the
+    median speedup is within `precision` of it (or wholly beyond what the score counts);
+    at most `max_samples` rounds or `max_time_s`. Each call is timed by `perf_counter`
+    around the call alone, on a fresh copy of the window's weights, bracketed by CUDA
+    synchronisation on a GPU; garbage is collected before the timed calls and collection
+    is off during them (as timeit does). A median whose IQR exceeds `unstable_iqr` of it
+    is flagged."""
 
     warmup: int = 1
     min_samples: int = 10
@@ -62,12 +66,29 @@ class TimingConfig:
     max_time_s: float = 2.0
     precision: float = 0.02
     unstable_iqr: float = 0.10
+    turn_s: float = 0.005
 
     def describe(self) -> str:
-        return (f"median of perf_counter around the call, gc off while timing, in turns with the reference; "
-                f"{self.warmup} warm-up after the placement pass; {self.min_samples}-{self.max_samples} rounds over "
-                f"all windows, >= {self.min_time_s:g} s, until the paired speedup is known within "
-                f"{self.precision:.0%}, <= {self.max_time_s:g} s")
+        return (f"median of per-turn mean times (perf_counter around each call, turns of ~{self.turn_s * 1e3:g} ms), "
+                f"gc off while timing, in turns with the reference; {self.warmup} warm-up after the placement pass; "
+                f"{self.min_samples}-{self.max_samples} rounds over all windows, >= {self.min_time_s:g} s, until the "
+                f"paired speedup is known within {self.precision:.0%}, <= {self.max_time_s:g} s")
+
+
+# Named timings (`--timing`). `precise`, the default, times until the paired speedup is
+# known within 2% (or 2 s have passed); `screen` makes one round of turns per window, a few
+# more within 0.1 s, for a first pass over many candidates: the speedup within some 10-20%.
+TIMING_PRESETS: dict[str, TimingConfig] = {
+    "precise": TimingConfig(),
+    "screen": TimingConfig(min_samples=1, min_time_s=0.0, max_time_s=0.1, precision=0.05),
+}
+
+
+def timing_preset(name: str) -> TimingConfig:
+    """The named timing of TIMING_PRESETS; HarnessError for another name."""
+    if name not in TIMING_PRESETS:
+        raise HarnessError(f"unknown timing {name!r}; choose one of {', '.join(TIMING_PRESETS)}")
+    return TIMING_PRESETS[name]
 
 
 @dataclass(frozen=True)

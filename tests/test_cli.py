@@ -36,6 +36,19 @@ def test_evaluate_json_pins_the_readme_example(example_file, tmp_path):
     assert len(pq.read_table(next((tmp_path / "store").glob("*.parquet")))) == 1
 
 
+def test_screen_timing_is_chosen_by_name_and_stored_apart(example_file, tmp_path):
+    store = tmp_path / "store"
+    for timing in ("screen", "precise"):
+        done = cli("evaluate", "candidates/deepseek_eplb.py", "--workload", str(example_file), *README_TOPOLOGY_ARGS,
+                   "--timing", timing, "--results", str(store))
+        assert done.returncode == 0, done.stderr
+    methods = pq.read_table(store, columns=["settings_hash", "timing_method"]).to_pylist()
+    assert len({row["settings_hash"] for row in methods}) == 2
+    assert {"<= 0.1 s" in row["timing_method"] for row in methods} == {True, False}
+    wrong = cli("evaluate", "candidates/deepseek_eplb.py", "--workload", str(example_file), "--timing", "fast")
+    assert wrong.returncode == 2 and "invalid choice: 'fast'" in wrong.stderr
+
+
 def test_run_scores_the_shipped_candidates_and_stores_them(tmp_path):
     weights = np.random.default_rng(0).gamma(1.0, size=(2, 4, 64)) * 100
     np.save(tmp_path / "small.npy", weights)

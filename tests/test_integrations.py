@@ -78,7 +78,7 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.fixture
 def configured(workspace, monkeypatch) -> Path:
     for name in ("SCORE", "SUITE", "STAGE1_SUITE", "RESULTS", "BUDGET", "TIMEOUT", "DEVICE", "THREADS", "MEMORY_MB",
-                 "RUN_ID", "PROGRAM_ID", "PARENT_ID"):
+                 "RUN_ID", "PROGRAM_ID", "PARENT_ID", "TIMING"):
         monkeypatch.delenv(f"EPLB_HARNESS_{name}", raising=False)
     monkeypatch.setenv("EPLB_HARNESS_CONFIG", str(workspace / "eplb.toml"))
     return workspace
@@ -109,6 +109,22 @@ def test_config_precedence_file_then_env_then_keywords(configured, monkeypatch):
     from harness.settings import Settings
     monkeypatch.delenv("EPLB_HARNESS_TIMEOUT")
     assert resolve_config().settings().hash == Settings().hash
+
+
+def test_timing_is_a_named_preset_or_a_table(configured, monkeypatch):
+    from harness.settings import TIMING_PRESETS, Settings, TimingConfig
+
+    from_file = resolve_config().settings().timing  # the file's table
+    assert from_file != Settings().timing and from_file.min_time_s == 0.0
+    monkeypatch.setenv("EPLB_HARNESS_TIMING", "screen")
+    assert resolve_config().settings().timing == TIMING_PRESETS["screen"]
+    assert resolve_config(timing={"min_samples": 3}).settings().timing == TimingConfig(min_samples=3)
+    monkeypatch.setenv("EPLB_HARNESS_TIMING", "sloppy")
+    with pytest.raises(HarnessError, match="timing 'sloppy' in EPLB_HARNESS_TIMING is not one of precise, screen"):
+        resolve_config()
+    monkeypatch.delenv("EPLB_HARNESS_TIMING")
+    with pytest.raises(HarnessError, match="timing in the caller's arguments must be one of precise, screen"):
+        resolve_config(timing={"rounds": 3})
 
 
 def test_config_mistakes_are_named(configured, monkeypatch, tmp_path):

@@ -3,11 +3,13 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from harness import protocol, sandbox
 from harness.candidates import REFERENCE_PATH, load_candidate
-from harness.evaluate import evaluate
-from harness.settings import Settings, TimingConfig
+from harness.evaluate import evaluate, worker_settings
+from harness.settings import TIMING_PRESETS, Settings, TimingConfig
 from harness.stats import summarize
 from harness.workloads import synthetic_workload
 
@@ -46,7 +48,7 @@ def test_rows_carry_statistics_method_device_and_fingerprint():
     assert row.speedup_ci95_low <= row.speedup_vs_reference <= row.speedup_ci95_high
     assert 0.5 < row.speedup_vs_reference < 2.0
     assert row.deadline_s == 120.0 and "cap" in row.deadline_rule
-    assert "median of perf_counter around the call" in row.timing_method
+    assert "median of per-turn mean times" in row.timing_method
     assert row.threads == 1 and row.device == "cpu" and row.device_name == "cpu"
     assert row.cpu_model and row.cpu_count >= 1 and row.torch_version and row.numpy_version
 
@@ -65,3 +67,79 @@ def test_without_a_partner_there_is_no_speedup():
     assert row.status == "ok", row.error
     assert math.isnan(row.speedup_vs_reference) and math.isnan(row.score)
     assert (row.deadline_s, row.deadline_rule) == (30.0, "--timeout 30 s")
+
+
+# The round robin candidate, each call taking about a millisecond and printing how many
+# calls it has made so far.
+COUNTING = (DATA / "round_robin.py").read_text().replace("def rebalance_experts(", "def _placement(", 1) + """
+import time as _time
+_calls = [0]
+
+
+def rebalance_experts(*args):
+    _calls[0] += 1
+    print(f"calls {_calls[0]}", flush=True)
+    _time.sleep(0.001)
+    return _placement(*args)
+"""
+
+
+def _calls_made(outcome: sandbox.WorkerOutcome) -> int:
+    return int(outcome.stdout_tail.strip().splitlines()[-1].split()[1])
+
+
+@pytest.mark.parametrize("turn_s", [0.0, 0.012])
+def test_a_turn_is_a_burst_of_calls_and_its_sample_their_mean(turn_s):
+    workload = synthetic_workload("zipf", "deepseek-v2-lite", seed=3, num_windows=2)
+    settings = Settings(timing=TimingConfig(warmup=1, min_samples=3, max_samples=3, min_time_s=0.0, turn_s=turn_s))
+    outcome = sandbox.run_worker(sandbox.WorkerRequest(COUNTING, workload.weights,
+                                                       worker_settings(workload, settings), 60.0))
+    assert outcome.answer["status"] == "ok", (outcome.status, outcome.error, outcome.answer)
+    samples = outcome.answer["runtime_samples_s"]
+    timed_calls = _calls_made(outcome) - workload.num_windows - 1  # after the placement pass and the warm-up
+    assert len(samples) == 3
+    if turn_s:
+        assert timed_calls >= 3 * 4  # turns of about 12 ms of calls of about 1 ms
+    else:
+        assert timed_calls == 3
+    # Each sample is the time of one call, whatever the turn's length.
+    assert all(0.0009 < sample < 0.006 for sample in samples), samples
+
+
+def test_a_worker_that_is_only_timed_makes_no_placement_pass():
+    workload = synthetic_workload("zipf", "deepseek-v2-lite", seed=3, num_windows=3)
+    settings = Settings(timing=TimingConfig(warmup=1, min_samples=2, max_samples=2, min_time_s=0.0, turn_s=0.0))
+    outcome = sandbox.run_worker(sandbox.WorkerRequest(COUNTING, workload.weights,
+                                                       worker_settings(workload, settings, placements=False), 60.0))
+    assert outcome.answer["status"] == "ok", (outcome.status, outcome.error, outcome.answer)
+    assert outcome.placements == {} and outcome.answer["input_changed"] == []
+    assert _calls_made(outcome) == 1 + 2  # the warm-up and the two timed turns
+
+
+def test_screen_timing_takes_a_round_per_window_and_is_its_own_setting():
+    workload = synthetic_workload("zipf", "deepseek-v2-lite", seed=4, num_windows=3)
+    reference = load_candidate(REFERENCE_PATH)
+    screen = Settings(timing=TIMING_PRESETS["screen"])
+    row = evaluate(reference, workload, screen, partner=reference)
+    assert row.status == "ok", row.error
+    assert row.runtime_samples >= workload.num_windows and row.eval_wall_s < 5.0
+    assert row.settings_hash != Settings().hash and "<= 0.1 s" in row.timing_method
+    assert TIMING_PRESETS["precise"] == Settings().timing
+
+
+def test_placements_travel_in_the_narrowest_integer_type_that_holds_them():
+    from harness.worker import _narrowed
+
+    small = np.array([[-1, 0, 287]], dtype=np.int64)
+    large = np.array([0, 70_000], dtype=np.int64)
+    huge = np.array([0, 2**40], dtype=np.int64)
+    assert _narrowed(small).dtype == np.int16 and (_narrowed(small) == small).all()
+    assert _narrowed(large).dtype == np.int32 and (_narrowed(large) == large).all()
+    assert _narrowed(huge).dtype == np.int64 and (_narrowed(huge) == huge).all()
+    floats = np.array([0.5, 1.0])
+    assert _narrowed(floats) is floats  # the parent refuses it, as it was returned
+    workload = synthetic_workload("zipf", "deepseek-v2-lite", seed=3, num_windows=1)
+    settings = Settings(timing=TimingConfig(warmup=0, min_samples=1, max_samples=1, min_time_s=0.0))
+    outcome = sandbox.run_worker(sandbox.WorkerRequest(COUNTING, workload.weights, worker_settings(workload, settings),
+                                                       60.0))
+    assert outcome.placements[protocol.placement_key("phy2log", 0)].dtype == np.int16

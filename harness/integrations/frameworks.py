@@ -21,7 +21,7 @@ import os
 import sys
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from harness.errors import HarnessError
 from harness.evaluate import context, run
 from harness.report import SCORES, leaderboard, to_standings
 from harness.results import EvalResult
-from harness.settings import RESULTS_DIR, Settings, TimingConfig, resolve_device
+from harness.settings import RESULTS_DIR, TIMING_PRESETS, Settings, TimingConfig, resolve_device, timing_preset
 from harness.stats import finite_or
 from harness.store import ResultStore, to_table
 from harness.workloads import Workload, suite_workloads
@@ -71,17 +71,20 @@ class IntegrationConfig:
     memory_mb: int = _CLI.memory_mb
     run_id: str = ""  # default: the search's, where the framework shows it (FrameworkIds), else its name
     scheduler: str = ""  # tcp://HOST:PORT of a Dask scheduler whose workers evaluate (docs/cluster.md); "": here
-    timing: Mapping[str, float] = field(default_factory=dict)  # TimingConfig fields (file or keywords only)
+    # A name of TIMING_PRESETS, as the CLI's --timing; or a table of TimingConfig fields
+    # (file or keywords only).
+    timing: str | Mapping[str, float] = "precise"
 
     def settings(self) -> Settings:
         """The evaluation settings (with the defaults, the CLI's)."""
+        timing = timing_preset(self.timing) if isinstance(self.timing, str) else TimingConfig(**self.timing)
         return Settings(device=resolve_device(self.device), threads=self.threads, timeout_s=self.timeout,
-                        memory_mb=self.memory_mb, timing=TimingConfig(**self.timing))
+                        memory_mb=self.memory_mb, timing=timing)
 
 
 _CONFIG_FIELDS = {f.name: f for f in fields(IntegrationConfig)}
 _CASTS = {"score": str, "suite": str, "stage1_suite": str, "results": str, "budget": float, "timeout": float,
-          "device": str, "threads": int, "memory_mb": int, "run_id": str, "scheduler": str}
+          "device": str, "threads": int, "memory_mb": int, "run_id": str, "scheduler": str, "timing": str}
 _TIMING_FIELDS = {f.name for f in fields(TimingConfig)}
 
 
@@ -107,9 +110,14 @@ def _cast(key: str, value: Any, origin: str) -> Any:
         known = ", ".join(sorted(_CONFIG_FIELDS))
         raise HarnessError(f"unknown integration setting {key!r} in {origin}; known: {known}")
     if key == "timing":
+        if isinstance(value, str):
+            if value not in TIMING_PRESETS:
+                raise HarnessError(f"timing {value!r} in {origin} is not one of {', '.join(TIMING_PRESETS)}")
+            return value
         if not isinstance(value, Mapping) or not set(value) <= _TIMING_FIELDS:
             known = ", ".join(sorted(_TIMING_FIELDS))
-            raise HarnessError(f"timing in {origin} must be a table with keys among {known}")
+            raise HarnessError(f"timing in {origin} must be one of {', '.join(TIMING_PRESETS)} or a table with "
+                               f"keys among {known}")
         return dict(value)
     try:
         return _CASTS[key](value)
