@@ -102,11 +102,15 @@ def read_placements(path: Path, weights_shape: tuple[int, int, int], num_replica
                         raise ValueError(f"{name} has .npy format version {version}")
                     read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
                                    else np.lib.format.read_array_header_2_0)
-                    shape, _, dtype = read_header(member)
-                    if dtype.hasobject or math.prod(shape) * dtype.itemsize > member_bytes:
+                    shape, fortran_order, dtype = read_header(member)
+                    size = math.prod(shape) * dtype.itemsize
+                    if dtype.hasobject or size > member_bytes:
                         raise ValueError(f"{name} has shape {list(shape)} and dtype {dtype}; too large or not numeric")
-                with archive.open(f"{name}.npy") as member:
-                    arrays[name] = np.lib.format.read_array(member, allow_pickle=False)
+                    # The data follows the checked header: one read, no second pass over it.
+                    data = member.read(size)
+                    if len(data) != size:
+                        raise ValueError(f"{name} holds {len(data)} bytes of data; its header says {size}")
+                    arrays[name] = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
     except ValueError:
         raise
     except Exception as exc:  # whatever a corrupt zip or .npy raises

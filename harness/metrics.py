@@ -48,9 +48,9 @@ def check_placement(placement: Placement, num_layers: int, num_logical_experts: 
         raise InvalidPlacement(
             f"log2phy has shape {list(log2phy.shape)}; expected [{num_layers}, {num_logical_experts}, max_replicas]"
         )
-    phy2log = phy2log.astype(np.int64)
-    log2phy = log2phy.astype(np.int64)
-    logcnt = logcnt.astype(np.int64)
+    phy2log = phy2log.astype(np.int64, copy=False)
+    logcnt = logcnt.astype(np.int64, copy=False)
+    # log2phy, the largest array, keeps its own integer dtype: it is only compared and indexed.
     if phy2log.min() < 0 or phy2log.max() >= num_logical_experts:
         raise InvalidPlacement(f"phy2log holds ids outside [0, {num_logical_experts})")
     counted = _replica_counts(phy2log, num_logical_experts)
@@ -67,12 +67,17 @@ def check_placement(placement: Placement, num_layers: int, num_logical_experts: 
     if logcnt.max() > max_replicas:
         raise InvalidPlacement(f"log2phy has room for {max_replicas} replicas but an expert has {logcnt.max()}")
     listed = np.arange(max_replicas) < logcnt[..., None]
-    if (log2phy[~listed] != -1).any():
+    if ((log2phy != -1) & ~listed).any():
         raise InvalidPlacement("log2phy has entries past an expert's replica count that are not -1")
-    slots = log2phy[listed]
+    # The listed entries in row-major order, from the counts (every count is at least 1 and
+    # they sum to layers x num_replicas): far fewer than log2phy's cells.
+    counts = logcnt.ravel()
+    owner = np.repeat(np.arange(counts.size), counts)  # the flat (layer, expert) of each entry
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    slots = log2phy.reshape(-1, max_replicas)[owner, rank].astype(np.int64)
     if slots.min() < 0 or slots.max() >= num_replicas:
         raise InvalidPlacement(f"log2phy lists slots outside [0, {num_replicas})")
-    layer_of_entry, expert_of_entry = np.nonzero(listed)[:2]
+    layer_of_entry, expert_of_entry = np.divmod(owner, num_logical_experts)
     if (phy2log[layer_of_entry, slots] != expert_of_entry).any():
         raise InvalidPlacement("log2phy lists a slot whose phy2log is another expert")
     # logcnt sums to num_replicas per layer (checked above), so every slot listed exactly

@@ -109,8 +109,9 @@ class WorkerSettings:
 
     `topology` holds num_replicas, num_groups, num_nodes and num_gpus; `timing` holds
     TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...).
-    `placements`: make the placement pass and write placements.npz; a worker that is only
-    timed (the reference beside a candidate, whose placements are stored already) skips it."""
+    `placements`: keep what the placement pass returns (placements.npz); a worker that is
+    only timed (the reference beside a candidate, whose placements are stored already)
+    makes the same calls and keeps nothing."""
 
     topology: dict[str, int]
     device: str

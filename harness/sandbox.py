@@ -354,8 +354,9 @@ def run_workers(requests: Sequence[WorkerRequest]) -> list[WorkerOutcome]:
                    for _ in requests]
         running: list[_Running] = []
         try:
-            for request, folder in zip(requests, folders, strict=True):
-                running.append(_start(request, folder))
+            # The last first: beside a candidate, the reference, which is often the slower to warm up.
+            for request, folder in reversed(list(zip(requests, folders, strict=True))):
+                running.insert(0, _start(request, folder))
             _time_in_turns(running)
         finally:
             outcomes = [_finish(worker) for worker in running]

@@ -94,10 +94,12 @@ def _narrowed(array):
 
 
 def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, workdir: Path, call_s: list[float],
-                    input_changed: list[bool], first_outputs: list[object]) -> protocol.Answer | None:
-    """One untimed call per window of `windows: [windows, layers, experts]`; writes
-    placements.npz, and fills `call_s` (each call's duration), `input_changed` and
-    `first_outputs` (each window's phy2log). A failed answer if a call fails, else None."""
+                    input_changed: list[bool], first_outputs: list[object], keep: bool) -> protocol.Answer | None:
+    """One untimed call per window of `windows: [windows, layers, experts]`, filling
+    `call_s` (each call's duration); with `keep`, writes placements.npz and fills
+    `input_changed` and `first_outputs` (each window's phy2log). A failed answer if a call
+    fails, else None. Without `keep` it only warms up, call for call as a kept pass does,
+    so that a worker that is only timed starts its turns as warm as the one beside it."""
     import numpy as np
     import torch
 
@@ -112,6 +114,8 @@ def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, wo
         except BaseException as exc:
             return _failure(exc, f"in the call on window {t}")
         call_s.append(time.perf_counter() - begin)
+        if not keep:
+            continue
         if not isinstance(output, (tuple, list)) or len(output) != len(protocol.PLACEMENT_ARRAYS):
             kind = f"{len(output)} values" if isinstance(output, (tuple, list)) else type(output).__name__
             contract = ", ".join(protocol.PLACEMENT_ARRAYS)
@@ -128,7 +132,8 @@ def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, wo
             input_changed.append(not torch.equal(weight, windows[t]))
         except Exception:  # the candidate swapped the tensor's storage for another dtype or device
             input_changed.append(True)
-    np.savez(workdir / protocol.PLACEMENTS_FILE, **arrays)
+    if keep:
+        np.savez(workdir / protocol.PLACEMENTS_FILE, **arrays)
     return None
 
 
@@ -163,11 +168,10 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
     call_s: list[float] = []  # the untimed calls' durations, to size the turns
     input_changed: list[bool] = []
     first_outputs: list[object] = []
-    if request.placements:
-        failed = _placement_pass(entry, windows, args, topology["num_replicas"], workdir, call_s, input_changed,
-                                 first_outputs)
-        if failed:
-            return failed
+    failed = _placement_pass(entry, windows, args, topology["num_replicas"], workdir, call_s, input_changed,
+                             first_outputs, keep=request.placements)
+    if failed:
+        return failed
 
     timing = request.timing
     for _ in range(timing["warmup"]):

@@ -44,7 +44,7 @@ def test_screen_timing_is_chosen_by_name_and_stored_apart(example_file, tmp_path
         assert done.returncode == 0, done.stderr
     methods = pq.read_table(store, columns=["settings_hash", "timing_method"]).to_pylist()
     assert len({row["settings_hash"] for row in methods}) == 2
-    assert {"<= 0.1 s" in row["timing_method"] for row in methods} == {True, False}
+    assert {"<= 0.05 s" in row["timing_method"] for row in methods} == {True, False}
     wrong = cli("evaluate", "candidates/deepseek_eplb.py", "--workload", str(example_file), "--timing", "fast")
     assert wrong.returncode == 2 and "invalid choice: 'fast'" in wrong.stderr
 
