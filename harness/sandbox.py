@@ -264,13 +264,17 @@ def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str,
     per-round speedups when two workers are timed in pairs."""
     if rounds >= timing["max_samples"] or elapsed_s >= timing["max_time_s"]:
         return True
-    if rounds < max(timing["min_samples"], windows) or elapsed_s < timing["min_time_s"]:
+    if rounds < max(timing["min_samples"], windows):
         return False
     if ratios is None:
-        return True
+        return elapsed_s >= timing["min_time_s"]
     interval = median_interval(ratios)
-    beyond_the_score = interval.low >= 2 ** SPEED_DOUBLINGS or interval.high <= 2 ** -SPEED_DOUBLINGS
-    return beyond_the_score or interval.high - interval.low <= 2 * timing["precision"] * interval.median
+    # A speedup surely past what the score counts needs no more rounds, nor min_time_s:
+    # what is left to learn is a near-free candidate's time, which its turns of many
+    # calls already average.
+    if interval.low >= 2 ** SPEED_DOUBLINGS or interval.high <= 2 ** -SPEED_DOUBLINGS:
+        return True
+    return elapsed_s >= timing["min_time_s"] and interval.high - interval.low <= 2 * timing["precision"] * interval.median
 
 
 def _time_in_turns(running: list[_Running]) -> None:

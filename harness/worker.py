@@ -96,7 +96,7 @@ def _narrowed(array):
 def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, workdir: Path, call_s: list[float],
                     input_changed: list[bool], first_outputs: list[object], keep: bool) -> protocol.Answer | None:
     """One untimed call per window of `windows: [windows, layers, experts]`, filling
-    `call_s` (each call's duration); with `keep`, writes placements.npz and fills
+    `call_s` (each call's duration, its input's copy included); with `keep`, writes placements.npz and fills
     `input_changed` and `first_outputs` (each window's phy2log). A failed answer if a call
     fails, else None. Without `keep` it only warms up, call for call as a kept pass does,
     so that a worker that is only timed starts its turns as warm as the one beside it."""
@@ -106,8 +106,8 @@ def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, wo
     arrays: dict[str, object] = {}
     max_elements = protocol.max_placement_elements(windows.shape[1], windows.shape[2], num_replicas)
     for t in range(windows.shape[0]):
-        weight = windows[t].clone()
         begin = time.perf_counter()
+        weight = windows[t].clone()
         try:
             output = entry(weight, *args)
             _synchronize(str(windows.device))
@@ -165,7 +165,7 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
     weights = np.load(workdir / protocol.WEIGHTS_FILE, allow_pickle=False)
     windows = torch.from_numpy(weights).to(device=device, dtype=torch.float32)
 
-    call_s: list[float] = []  # the untimed calls' durations, to size the turns
+    call_s: list[float] = []  # the untimed calls' durations with their input's copy: what a turn's call costs
     input_changed: list[bool] = []
     first_outputs: list[object] = []
     failed = _placement_pass(entry, windows, args, topology["num_replicas"], workdir, call_s, input_changed,

@@ -143,3 +143,19 @@ def test_placements_travel_in_the_narrowest_integer_type_that_holds_them():
     outcome = sandbox.run_worker(sandbox.WorkerRequest(COUNTING, workload.weights, worker_settings(workload, settings),
                                                        60.0))
     assert outcome.placements[protocol.placement_key("phy2log", 0)].dtype == np.int16
+
+
+def test_rounds_end_when_the_speedup_is_known_well_enough():
+    from dataclasses import asdict
+
+    from harness.sandbox import _timed_enough
+
+    timing, windows = asdict(TimingConfig()), 1
+    assert not _timed_enough(9, 0.01, windows, timing, [20.0] * 9)  # fewer rounds than min_samples
+    assert _timed_enough(10, 0.01, windows, timing, [20.0] * 10)  # past the score's 16x: min_time_s waived
+    assert not _timed_enough(10, 0.01, windows, timing, [1.0] * 10)  # within it: min_time_s first
+    assert _timed_enough(10, 0.3, windows, timing, [1.0] * 10)  # then a tight interval ends them
+    assert not _timed_enough(10, 0.3, windows, timing, [0.5, 2.0] * 5)  # a wide one does not
+    assert _timed_enough(10, 2.1, windows, timing, [0.5, 2.0] * 5)  # until max_time_s
+    assert not _timed_enough(10, 0.1, windows, timing, None) and _timed_enough(10, 0.3, windows, timing, None)
+    assert not _timed_enough(10, 0.3, 12, timing, [1.0] * 10)  # every window at least once
