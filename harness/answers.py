@@ -1,5 +1,5 @@
 """What a worker leaves in its folder, read as hostile input: the candidate runs in the
-worker's process and can rewrite any of it. `answer.json` and `placements.npz` must be
+worker's process and can rewrite any of it. `answer.json` and `placements.npy` must be
 regular files of bounded size, well formed, with every field the evaluation reads of the
 right type; array headers are checked before any array is allocated. Anything else is a
 ValueError that names what is wrong, which the sandbox turns into an `invalid` result.
@@ -12,7 +12,6 @@ import json
 import math
 import os
 import stat
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -81,38 +80,39 @@ def checked_answer(raw: bytes, windows: int, wall_s: float) -> protocol.Answer:
 
 
 def read_placements(path: Path, weights_shape: tuple[int, int, int], num_replicas: int) -> dict[str, np.ndarray]:
-    """placements.npz of a worker that ran on weights `[windows, layers, experts]`, as
-    arrays, checked for names, headers and sizes before any array is allocated;
-    ValueError otherwise."""
+    """placements.npy of a worker that ran on weights `[windows, layers, experts]`, as
+    arrays by `protocol.placement_key`: each record's header is checked before its data
+    is taken, and the data are views of the file's bytes, not copies; ValueError otherwise."""
     windows, layers, experts = weights_shape
     member_bytes = 8 * protocol.max_placement_elements(layers, experts, num_replicas)  # as int64
-    names = {protocol.placement_key(name, t) for t in range(windows) for name in protocol.PLACEMENT_ARRAYS}
-    raw = read_regular(path, len(names) * (member_bytes + 4096))
+    keys = [protocol.placement_key(name, t) for t in range(windows) for name in protocol.PLACEMENT_ARRAYS]
+    raw = read_regular(path, len(keys) * (member_bytes + 4096))
+    stream = io.BytesIO(raw)
     arrays = {}
     try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            found = {info.filename.removesuffix(".npy") for info in archive.infolist()}
-            if found != names:
-                raise ValueError(f"{protocol.PLACEMENTS_FILE} holds {sorted(found)[:6]}; "
-                                 f"expected {sorted(names)[:6]}")
-            for name in sorted(names):
-                with archive.open(f"{name}.npy") as member:
-                    version = np.lib.format.read_magic(member)
-                    if version not in ((1, 0), (2, 0)):
-                        raise ValueError(f"{name} has .npy format version {version}")
-                    read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                                   else np.lib.format.read_array_header_2_0)
-                    shape, fortran_order, dtype = read_header(member)
-                    size = math.prod(shape) * dtype.itemsize
-                    if dtype.hasobject or size > member_bytes:
-                        raise ValueError(f"{name} has shape {list(shape)} and dtype {dtype}; too large or not numeric")
-                    # The data follows the checked header: one read, no second pass over it.
-                    data = member.read(size)
-                    if len(data) != size:
-                        raise ValueError(f"{name} holds {len(data)} bytes of data; its header says {size}")
-                    arrays[name] = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran_order else "C")
+        for key in keys:
+            if stream.tell() == len(raw):
+                raise ValueError(f"{protocol.PLACEMENTS_FILE} ends before {key}")
+            version = np.lib.format.read_magic(stream)
+            if version not in ((1, 0), (2, 0)):
+                raise ValueError(f"{key} has .npy format version {version}")
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, fortran_order, dtype = read_header(stream)
+            count = math.prod(shape)
+            if dtype.hasobject or count * dtype.itemsize > member_bytes:
+                raise ValueError(f"{key} has shape {list(shape)} and dtype {dtype}; too large or not numeric")
+            start = stream.tell()
+            if start + count * dtype.itemsize > len(raw):
+                raise ValueError(f"{protocol.PLACEMENTS_FILE} ends inside {key}")
+            arrays[key] = np.frombuffer(raw, dtype=dtype, count=count, offset=start).reshape(
+                shape, order="F" if fortran_order else "C")
+            stream.seek(start + count * dtype.itemsize)
     except ValueError:
         raise
-    except Exception as exc:  # whatever a corrupt zip or .npy raises
+    except Exception as exc:  # whatever a corrupt .npy header raises
         raise ValueError(f"{protocol.PLACEMENTS_FILE} cannot be read ({type(exc).__name__}: {exc})") from None
+    if stream.tell() != len(raw):
+        raise ValueError(f"{protocol.PLACEMENTS_FILE} holds {len(raw) - stream.tell()} bytes after its "
+                         f"{len(keys)} arrays")
     return arrays

@@ -3,12 +3,12 @@
 One evaluation is one work folder. The parent writes `candidate.py` (the program),
 `weights.npy` ([windows, layers, experts] float) and `request.json` (a `WorkerSettings`),
 then asks the warm zygote (`zygote_command`, see `harness.zygote`) to fork a worker on
-that folder. The worker calls the candidate's
-`rebalance_experts` once per window and writes `placements.npz` (the arrays named by
-`placement_key`, no pickle), makes its warm-up calls, then times a burst of calls each
-time the parent grants it a turn on its `Turns` channel (descriptor TURN_FD), and writes, last and
-atomically, `answer.json` (an `Answer`, an `OkAnswer` when the status is `ok`). The
-parent reads both files as hostile input.
+that folder. The worker calls the candidate's `rebalance_experts` once per window and
+writes `placements.npy` (.npy records one after another, no pickle: for each window, one
+of each of PLACEMENT_ARRAYS, in order), makes its warm-up calls, then times a burst of
+calls each time the parent grants it a turn on its `Turns` channel (descriptor TURN_FD),
+and writes, last and atomically, `answer.json` (an `Answer`, an `OkAnswer` when the
+status is `ok`). The parent reads both files as hostile input.
 
 Confinement: the parent asks the zygote for one of CONFINEMENTS with a
 `ConfinementRequest` on its command line; the zygote answers, once it is ready, with the
@@ -43,7 +43,7 @@ ENTRY_POINT = "rebalance_experts"  # the function a candidate defines
 CANDIDATE_FILE = "candidate.py"
 WEIGHTS_FILE = "weights.npy"
 REQUEST_FILE = "request.json"
-PLACEMENTS_FILE = "placements.npz"
+PLACEMENTS_FILE = "placements.npy"
 ANSWER_FILE = "answer.json"
 
 # Set in the worker's environment to a per-evaluation token, so every process descended
@@ -109,7 +109,7 @@ class WorkerSettings:
 
     `topology` holds num_replicas, num_groups, num_nodes and num_gpus; `timing` holds
     TimingConfig's fields (warmup, min_samples, max_samples, min_time_s, ...).
-    `placements`: keep what the placement pass returns (placements.npz); a worker that is
+    `placements`: keep what the placement pass returns (placements.npy); a worker that is
     only timed (the reference beside a candidate, whose placements are stored already)
     makes the same calls and keeps nothing."""
 
@@ -156,7 +156,7 @@ OK_ANSWER_FIELDS: dict[str, type] = {
 
 
 def placement_key(array: str, window: int) -> str:
-    """The name in placements.npz of one of PLACEMENT_ARRAYS for one window: `phy2log_0`."""
+    """The key of one of PLACEMENT_ARRAYS for one window, as the parent holds them: `phy2log_0`."""
     return f"{array}_{window}"
 
 

@@ -8,7 +8,7 @@ continuously and only a bounded tail is kept, so a flood can neither block it no
 
 What parent and worker agree on (files, fields, limits) is `harness.protocol`'s.
 Everything the worker leaves behind is read as hostile input (`harness.answers`), because the candidate runs
-in the worker's process and can rewrite any of it: `answer.json` and `placements.npz`
+in the worker's process and can rewrite any of it: `answer.json` and `placements.npy`
 must be regular files of bounded size, well formed, with every field the evaluation
 reads of the right type; array headers are checked before any array is allocated. A
 broken or implausible answer (say runtime samples of zero) makes an `invalid` result,
@@ -274,7 +274,8 @@ def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str,
     # calls already average.
     if interval.low >= 2 ** SPEED_DOUBLINGS or interval.high <= 2 ** -SPEED_DOUBLINGS:
         return True
-    return elapsed_s >= timing["min_time_s"] and interval.high - interval.low <= 2 * timing["precision"] * interval.median
+    precise = interval.high - interval.low <= 2 * timing["precision"] * interval.median
+    return precise and elapsed_s >= timing["min_time_s"]
 
 
 def _time_in_turns(running: list[_Running]) -> None:

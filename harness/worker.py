@@ -96,14 +96,14 @@ def _narrowed(array):
 def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, workdir: Path, call_s: list[float],
                     input_changed: list[bool], first_outputs: list[object], keep: bool) -> protocol.Answer | None:
     """One untimed call per window of `windows: [windows, layers, experts]`, filling
-    `call_s` (each call's duration, its input's copy included); with `keep`, writes placements.npz and fills
+    `call_s` (each call's duration, its input's copy included); with `keep`, writes placements.npy and fills
     `input_changed` and `first_outputs` (each window's phy2log). A failed answer if a call
     fails, else None. Without `keep` it only warms up, call for call as a kept pass does,
     so that a worker that is only timed starts its turns as warm as the one beside it."""
     import numpy as np
     import torch
 
-    arrays: dict[str, object] = {}
+    arrays: list[object] = []  # window by window, PLACEMENT_ARRAYS in order: the file's order
     max_elements = protocol.max_placement_elements(windows.shape[1], windows.shape[2], num_replicas)
     for t in range(windows.shape[0]):
         begin = time.perf_counter()
@@ -125,15 +125,16 @@ def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, wo
                         for name, value in zip(protocol.PLACEMENT_ARRAYS, output, strict=False)]
         except Exception as exc:
             return protocol.Answer(status="invalid", error=f"window {t}: {exc}")
-        for name, array in zip(protocol.PLACEMENT_ARRAYS, returned, strict=True):
-            arrays[protocol.placement_key(name, t)] = _narrowed(array)
+        arrays.extend(_narrowed(array) for array in returned)
         first_outputs.append(returned[0])
         try:
             input_changed.append(not torch.equal(weight, windows[t]))
         except Exception:  # the candidate swapped the tensor's storage for another dtype or device
             input_changed.append(True)
     if keep:
-        np.savez(workdir / protocol.PLACEMENTS_FILE, **arrays)
+        with open(workdir / protocol.PLACEMENTS_FILE, "wb") as file:
+            for array in arrays:
+                np.save(file, array, allow_pickle=False)
     return None
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from harness import protocol
-from harness.answers import checked_answer
+from harness.answers import checked_answer, read_placements
 from harness.candidates import REFERENCE_PATH
 from harness.sandbox import WorkerRequest, run_worker
 from harness.settings import TimingConfig
@@ -118,3 +118,32 @@ def test_the_worker_answers_with_exactly_the_protocol_fields():
     assert set(outcome.answer) == set(protocol.OK_ANSWER_FIELDS)
     assert set(outcome.placements) == {protocol.placement_key(array, t)
                                        for array in protocol.PLACEMENT_ARRAYS for t in range(2)}
+
+
+def test_placements_are_read_record_by_record_and_nothing_else_is_taken(tmp_path):
+    shape, path = (2, 3, 4), tmp_path / protocol.PLACEMENTS_FILE
+    arrays = [np.arange(6, dtype=np.int16).reshape(3, 2), np.full((3, 4, 2), -1, dtype=np.int32),
+              np.ones((3, 4), dtype=np.int64)] * 2
+
+    def write(records: list, tail: bytes = b"") -> Path:
+        with open(path, "wb") as file:
+            for array in records:
+                np.save(file, array)
+            file.write(tail)
+        return path
+
+    read = read_placements(write(arrays), shape, num_replicas=6)
+    assert list(read) == ["phy2log_0", "log2phy_0", "logcnt_0", "phy2log_1", "log2phy_1", "logcnt_1"]
+    assert all((read[key] == array).all() and read[key].dtype == array.dtype
+               for key, array in zip(read, arrays, strict=True))
+    with pytest.raises(ValueError, match="ends before logcnt_1"):
+        read_placements(write(arrays[:5]), shape, num_replicas=6)
+    with pytest.raises(ValueError, match="holds 3 bytes after its 6 arrays"):
+        read_placements(write(arrays, b"abc"), shape, num_replicas=6)
+    with pytest.raises(ValueError, match="ends inside logcnt_1"):
+        path.write_bytes(write(arrays).read_bytes()[:-8])
+        read_placements(path, shape, num_replicas=6)
+    with pytest.raises(ValueError, match="too large or not numeric"):
+        read_placements(write([np.zeros((1000,), dtype=np.int64)] + arrays[1:]), shape, num_replicas=6)
+    with pytest.raises(ValueError, match="too large or not numeric"):
+        read_placements(write([np.array(["x"], dtype=object)] + arrays[1:]), shape, num_replicas=6)

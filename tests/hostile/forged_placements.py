@@ -1,7 +1,7 @@
-"""Verdict: invalid: answer: placements.npz holds
+"""Verdict: invalid: answer: placements.npy ends before log2phy_0
 
-Tries: forging a plausible `ok` answer and a placements archive that lacks most of
-the arrays the parent will look up.
+Tries: forging a plausible `ok` answer and a placements file that lacks most of the
+arrays the parent will look up.
 """
 
 import json
@@ -10,7 +10,7 @@ import os
 import numpy as np
 
 
-np.savez("placements.npz", phy2log_0=np.zeros((2, 16), dtype=np.int64))
+np.save("placements.npy", np.zeros((2, 16), dtype=np.int64))
 with open("answer.json", "w") as answer:
     json.dump({"status": "ok", "error": "", "runtime_samples_s": [1e-4] * 5,
                "input_changed": [False, False], "nondeterministic": False, "threads": 1,
