@@ -78,7 +78,7 @@ def workspace(tmp_path_factory) -> Path:
 @pytest.fixture
 def configured(workspace, monkeypatch) -> Path:
     for name in ("SCORE", "SUITE", "STAGE1_SUITE", "RESULTS", "BUDGET", "TIMEOUT", "DEVICE", "THREADS", "MEMORY_MB",
-                 "RUN_ID", "PROGRAM_ID", "PARENT_ID", "TIMING"):
+                 "RUN_ID", "PROGRAM_ID", "PARENT_ID", "TIMING", "STAGE1_TIMING"):
         monkeypatch.delenv(f"EPLB_HARNESS_{name}", raising=False)
     monkeypatch.setenv("EPLB_HARNESS_CONFIG", str(workspace / "eplb.toml"))
     return workspace
@@ -125,6 +125,12 @@ def test_timing_is_a_named_preset_or_a_table(configured, monkeypatch):
     monkeypatch.delenv("EPLB_HARNESS_TIMING")
     with pytest.raises(HarnessError, match="timing in the caller's arguments must be one of precise, screen"):
         resolve_config(timing={"rounds": 3})
+    # The cascade's first stage has a timing of its own, a name.
+    assert resolve_config().settings("quick").timing == TIMING_PRESETS["screen"]
+    monkeypatch.setenv("EPLB_HARNESS_STAGE1_TIMING", "precise")
+    assert resolve_config().settings("quick").timing == TIMING_PRESETS["precise"]
+    with pytest.raises(HarnessError, match="stage1_timing 'fast' in the caller's arguments is not one of"):
+        resolve_config(stage1_timing="fast")
 
 
 def test_config_mistakes_are_named(configured, monkeypatch, tmp_path):

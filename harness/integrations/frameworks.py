@@ -62,6 +62,7 @@ class IntegrationConfig:
     score: str = "harness"  # which figure is `combined_score`: a key of SCORES
     suite: str = "default"  # `evaluate` and `evaluate_stage2`
     stage1_suite: str = "quick"  # `evaluate_stage1`: the fast validity check
+    stage1_timing: str = "screen"  # its timing, a name of TIMING_PRESETS: a first pass needs no 2% speedup
     results: str = RESULTS_DIR  # the Parquet store; `none` stores nothing
     budget: float = 120.0  # seconds for one whole evaluation call, all its workloads
     # The CLI's defaults, so that rows share its settings hash.
@@ -75,16 +76,23 @@ class IntegrationConfig:
     # (file or keywords only).
     timing: str | Mapping[str, float] = "precise"
 
-    def settings(self) -> Settings:
-        """The evaluation settings (with the defaults, the CLI's)."""
-        timing = timing_preset(self.timing) if isinstance(self.timing, str) else TimingConfig(**self.timing)
+    def settings(self, stage: str = "full") -> Settings:
+        """The evaluation settings of `stage` (`quick`: the cascade's first; with the
+        defaults, the full stage's are the CLI's)."""
+        if stage == "quick":
+            timing = timing_preset(self.stage1_timing)
+        elif isinstance(self.timing, str):
+            timing = timing_preset(self.timing)
+        else:
+            timing = TimingConfig(**self.timing)
         return Settings(device=resolve_device(self.device), threads=self.threads, timeout_s=self.timeout,
                         memory_mb=self.memory_mb, timing=timing)
 
 
 _CONFIG_FIELDS = {f.name: f for f in fields(IntegrationConfig)}
-_CASTS = {"score": str, "suite": str, "stage1_suite": str, "results": str, "budget": float, "timeout": float,
-          "device": str, "threads": int, "memory_mb": int, "run_id": str, "scheduler": str, "timing": str}
+_CASTS = {"score": str, "suite": str, "stage1_suite": str, "stage1_timing": str, "results": str, "budget": float,
+          "timeout": float, "device": str, "threads": int, "memory_mb": int, "run_id": str, "scheduler": str,
+          "timing": str}
 _TIMING_FIELDS = {f.name for f in fields(TimingConfig)}
 
 
@@ -109,6 +117,8 @@ def _cast(key: str, value: Any, origin: str) -> Any:
     if key not in _CONFIG_FIELDS:
         known = ", ".join(sorted(_CONFIG_FIELDS))
         raise HarnessError(f"unknown integration setting {key!r} in {origin}; known: {known}")
+    if key == "stage1_timing" and value not in TIMING_PRESETS:
+        raise HarnessError(f"stage1_timing {value!r} in {origin} is not one of {', '.join(TIMING_PRESETS)}")
     if key == "timing":
         if isinstance(value, str):
             if value not in TIMING_PRESETS:
@@ -286,7 +296,7 @@ def evaluate_program(program_path: str | os.PathLike, *, stage: str = "full", fr
     Raises HarnessError only for a bad configuration; whatever the candidate does is a result.
     """
     cfg = resolve_config(config, **overrides)
-    settings = cfg.settings()
+    settings = cfg.settings(stage)
     suite = cfg.stage1_suite if stage == "quick" else cfg.suite
     workloads = _suite(suite)
     run_id = cfg.run_id or found.run_id or framework

@@ -31,6 +31,7 @@ from harness.candidates import CANDIDATES_DIR
 from harness.errors import HarnessError
 from harness.files import write_atomically
 from harness.integrations.frameworks import SCORES, IntegrationConfig, search_run_id
+from harness.settings import TIMING_PRESETS
 from harness.workloads.suites import suite_spec
 
 __all__ = ["FRAMEWORK_MARGIN_S", "SEED_PARENT", "SearchFolder", "write_search_folder"]
@@ -157,6 +158,7 @@ def _settings_file(search: _Search, framework: str, run_id: str = "") -> str:
     ]
     if framework == "openevolve":
         lines.append(f"stage1_suite = {_toml(_DEFAULTS.stage1_suite)}  # cascade stage 1, the quick validity check")
+        lines.append(f"stage1_timing = {_toml(_DEFAULTS.stage1_timing)}  # its timing: {', '.join(TIMING_PRESETS)}")
     lines += [
         f"budget = {search.budget_s:g}  # seconds one evaluation may take, all its workloads together",
         f"results = {_toml(str(search.results))}  # the result store every search shares",
