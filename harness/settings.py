@@ -52,10 +52,10 @@ class TimingConfig:
     `turn_s` (by the fastest untimed call; one call at least, 1000 at most), and its
     sample is their mean time. Rounds go on until there are at least `min_samples` (and
     one per window) and `min_time_s` has passed and, when paired, the 95% interval of the
-    median speedup is within `precision` of it; or, when paired, as soon as there are
+    median speedup is within `precision` of it; when paired, they also end once there are
     `min_samples` and the interval is wholly beyond what the score counts; at most
-    `max_samples` rounds or `max_time_s`. Each call is timed by `perf_counter`
-    around the call alone, on a fresh copy of the window's weights, bracketed by CUDA
+    `max_samples` rounds or `max_time_s`. Each call is timed by `perf_counter` around the
+    call alone, on a fresh copy of the window's weights, bracketed by CUDA
     synchronisation on a GPU; garbage is collected before the timed calls and collection
     is off during them (as timeit does). A median whose IQR exceeds `unstable_iqr` of it
     is flagged."""

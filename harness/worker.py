@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NoReturn
 
@@ -93,16 +94,27 @@ def _narrowed(array):
     return array
 
 
-def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, workdir: Path, call_s: list[float],
-                    input_changed: list[bool], first_outputs: list[object], keep: bool) -> protocol.Answer | None:
-    """One untimed call per window of `windows: [windows, layers, experts]`, filling
-    `call_s` (each call's duration, its input's copy included); with `keep`, writes placements.npy and fills
-    `input_changed` and `first_outputs` (each window's phy2log). A failed answer if a call
-    fails, else None. Without `keep` it only warms up, call for call as a kept pass does,
-    so that a worker that is only timed starts its turns as warm as the one beside it."""
+@dataclass
+class _Pass:
+    """What the placement pass learnt: each call's duration with its input's copy (what a
+    turn's call costs), and, where the placements are kept, per window whether the call
+    wrote into its input and the phy2log it returned."""
+
+    call_s: list[float] = field(default_factory=list)
+    input_changed: list[bool] = field(default_factory=list)
+    first_outputs: list[object] = field(default_factory=list)
+
+
+def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, workdir: Path,
+                    keep: bool) -> _Pass | protocol.Answer:
+    """One untimed call per window of `windows: [windows, layers, experts]`; with `keep`,
+    what they return is checked for shape and written to placements.npy. Without `keep` it
+    only warms up, call for call as a kept pass does, so that a worker that is only timed
+    starts its turns as warm as the one beside it. A failed answer if a call fails."""
     import numpy as np
     import torch
 
+    done = _Pass()
     arrays: list[object] = []  # window by window, PLACEMENT_ARRAYS in order: the file's order
     max_elements = protocol.max_placement_elements(windows.shape[1], windows.shape[2], num_replicas)
     for t in range(windows.shape[0]):
@@ -113,7 +125,7 @@ def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, wo
             _synchronize(str(windows.device))
         except BaseException as exc:
             return _failure(exc, f"in the call on window {t}")
-        call_s.append(time.perf_counter() - begin)
+        done.call_s.append(time.perf_counter() - begin)
         if not keep:
             continue
         if not isinstance(output, (tuple, list)) or len(output) != len(protocol.PLACEMENT_ARRAYS):
@@ -126,16 +138,16 @@ def _placement_pass(entry, windows, args: tuple[int, ...], num_replicas: int, wo
         except Exception as exc:
             return protocol.Answer(status="invalid", error=f"window {t}: {exc}")
         arrays.extend(_narrowed(array) for array in returned)
-        first_outputs.append(returned[0])
+        done.first_outputs.append(returned[0])
         try:
-            input_changed.append(not torch.equal(weight, windows[t]))
+            done.input_changed.append(not torch.equal(weight, windows[t]))
         except Exception:  # the candidate swapped the tensor's storage for another dtype or device
-            input_changed.append(True)
+            done.input_changed.append(True)
     if keep:
         with open(workdir / protocol.PLACEMENTS_FILE, "wb") as file:
             for array in arrays:
                 np.save(file, array, allow_pickle=False)
-    return None
+    return done
 
 
 def _synchronize(device: str) -> None:
@@ -166,13 +178,10 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
     weights = np.load(workdir / protocol.WEIGHTS_FILE, allow_pickle=False)
     windows = torch.from_numpy(weights).to(device=device, dtype=torch.float32)
 
-    call_s: list[float] = []  # the untimed calls' durations with their input's copy: what a turn's call costs
-    input_changed: list[bool] = []
-    first_outputs: list[object] = []
-    failed = _placement_pass(entry, windows, args, topology["num_replicas"], workdir, call_s, input_changed,
-                             first_outputs, keep=request.placements)
-    if failed:
-        return failed
+    passed = _placement_pass(entry, windows, args, topology["num_replicas"], workdir, keep=request.placements)
+    if not isinstance(passed, _Pass):
+        return passed
+    call_s, first_outputs = passed.call_s, passed.first_outputs
 
     timing = request.timing
     for _ in range(timing["warmup"]):
@@ -226,7 +235,7 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
         gc.enable()
     device_name, cuda_version, peak_device_memory_bytes = _device_facts(device)
     return protocol.OkAnswer(
-        status="ok", error="", runtime_samples_s=samples, input_changed=input_changed,
+        status="ok", error="", runtime_samples_s=samples, input_changed=passed.input_changed,
         nondeterministic=nondeterministic, threads=torch.get_num_threads(), device_name=device_name,
         cuda_version=cuda_version, peak_device_memory_bytes=peak_device_memory_bytes,
     )
