@@ -281,8 +281,9 @@ def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str,
 def _time_in_turns(running: list[_Running]) -> None:
     """Grant the workers their turns in rounds, one turn each, all on the same window in
     a round, until `_timed_enough`. During one worker's turn the others' process groups
-    are stopped, so a candidate cannot slow the reference down (nor the reverse). A worker that fails or runs out of time drops out; the rest go on. With two
-    workers, the first is the candidate and the second its reference."""
+    are stopped, so a candidate cannot slow the reference down (nor the reverse). A
+    worker that fails or runs out of time drops out; the rest go on. With two workers,
+    the first is the candidate and the second its reference."""
     live = [worker for worker in running if worker.turns.wait_ready(worker.time_left())]
     timing = running[0].request.settings.timing
     windows = running[0].request.weights.shape[0]
@@ -339,7 +340,8 @@ def _finish(worker: _Running) -> WorkerOutcome:
             if answer["status"] == "ok":
                 if request.settings.placements:
                     placements = answers.read_placements(worker.workdir / protocol.PLACEMENTS_FILE,
-                                                         request.weights.shape, request.settings.topology["num_replicas"])
+                                                         request.weights.shape,
+                                                         request.settings.topology["num_replicas"])
                 if len(answer["runtime_samples_s"]) != worker.granted:
                     raise ValueError(f"runtime_samples_s holds {len(answer['runtime_samples_s'])} samples; the "
                                      f"worker was granted {worker.granted} turns")
