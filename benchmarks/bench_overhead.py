@@ -76,7 +76,8 @@ for workload in suite:
     wall_s = time.perf_counter() - started
     assert row.status == "ok", row.error
     calls_s = float(row.stdout_tail.strip().splitlines()[-1].split()[1])
-    paired_s = row.reference_runtime_s * row.runtime_samples if paired else 0.0
+    # Each sample is the mean of a turn's calls, and the reference's turns made this many.
+    paired_s = row.reference_runtime_s * row.runtime_samples * row.reference_calls_per_sample if paired else 0.0
     results.append({"workload": workload.name, "wall_s": wall_s, "calls_s": calls_s, "paired_s": paired_s})
 print(json.dumps(results))
 '''

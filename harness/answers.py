@@ -70,6 +70,9 @@ def checked_answer(raw: bytes, windows: int, wall_s: float) -> protocol.Answer:
     if sum(samples) > wall_s:
         raise ValueError(f"runtime_samples_s add up to {sum(samples):.3g} s, more than the worker's "
                          f"whole life ({wall_s:.3g} s)")
+    calls = answer.get("calls_per_turn")
+    if not (type(calls) is int and 1 <= calls <= protocol.MAX_CALLS_PER_TURN):
+        raise ValueError(f"calls_per_turn must be a whole number from 1 to {protocol.MAX_CALLS_PER_TURN}")
     changed = answer.get("input_changed")
     if not (isinstance(changed, list) and len(changed) == windows and all(type(c) is bool for c in changed)):
         raise ValueError(f"input_changed must be a list of {windows} booleans")

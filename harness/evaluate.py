@@ -141,8 +141,9 @@ def evaluate(candidate: Candidate, workload: Workload, settings: Settings, run_i
     except InvalidPlacement as exc:
         return EvalResult.failed(ctx, "invalid", str(exc), outcome.wall_s, outcome.stderr_tail, outcome.stdout_tail,
                                  outcome.confinement)
-    reference_samples_s = partnered[0].answer.get("runtime_samples_s", []) if partnered else []
-    return _scored(ctx, workload, plans, outcome, settings.timing, reference_samples_s, scoring_started)
+    # The partner's answer, checked like any (empty if it failed, and without a partner).
+    return _scored(ctx, workload, plans, outcome, settings.timing, partnered[0].answer if partnered else {},
+                   scoring_started)
 
 
 def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_changed: list[bool]) -> np.ndarray:
@@ -161,7 +162,7 @@ def _checked_plans(placements: dict[str, np.ndarray], workload: Workload, input_
 
 
 def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: WorkerOutcome,
-            timing_config: TimingConfig, reference_samples_s: list[float], scoring_started: float) -> EvalResult:
+            timing_config: TimingConfig, reference: dict, scoring_started: float) -> EvalResult:
     topology, weights, answer = workload.topology, workload.weights, outcome.answer
     # Predictive protocol: the plan of window t serves window t+1; one window serves itself.
     pairs = [(0, 0)] if workload.num_windows == 1 else [(t, t + 1) for t in range(workload.num_windows - 1)]
@@ -169,6 +170,7 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: Wor
     fit = [balance(plans[t], weights[t], topology).balancedness for t in range(workload.num_windows)]
     moves = [moved_replicas(plans[t - 1], plans[t], topology) for t in range(1, workload.num_windows)]
     timing = summarize(answer["runtime_samples_s"])
+    reference_samples_s = reference.get("runtime_samples_s", [])
     # Sample i of each worker was timed in the same round, on the same window.
     ratios = [r / c for r, c in zip(reference_samples_s, answer["runtime_samples_s"], strict=False)]
     speedup = median_interval(ratios)
@@ -191,6 +193,8 @@ def _scored(ctx: RowContext, workload: Workload, plans: np.ndarray, outcome: Wor
         scoring_s=time.perf_counter() - scoring_started, eval_wall_s=outcome.wall_s,
         stderr_tail=outcome.stderr_tail, stdout_tail=outcome.stdout_tail,
         gpu_max_over_mean_per_layer=tuple(per_layer.tolist()), confinement=outcome.confinement,
+        runtime_calls_per_sample=answer["calls_per_turn"],
+        reference_calls_per_sample=reference.get("calls_per_turn", 0),
     )
 
 
@@ -276,7 +280,8 @@ def _as_reference(row: EvalResult) -> EvalResult:
     if row.status != "ok":
         return row
     return replace(row, speedup_vs_reference=1.0, speedup_ci95_low=1.0, speedup_ci95_high=1.0,
-                   reference_runtime_s=row.runtime_s, score=harness_score(row.balancedness, 1.0))
+                   reference_runtime_s=row.runtime_s, reference_calls_per_sample=row.runtime_calls_per_sample,
+                   score=harness_score(row.balancedness, 1.0))
 
 
 def run(candidates: list[Candidate], workloads: list[Workload], settings: Settings, store: ResultStore | None,

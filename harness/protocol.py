@@ -29,9 +29,9 @@ from typing import TypedDict, get_origin, get_type_hints
 
 __all__ = [
     "ANSWER_BYTES", "ANSWER_FILE", "Answer", "CANDIDATE_FILE", "CONFINEMENTS", "ConfinementRequest", "ENTRY_POINT",
-    "ERROR_CHARS", "EXCEPTION_MESSAGE_CHARS", "NAMESPACES", "OK_ANSWER_FIELDS", "OUT_OF_MEMORY_MARKERS", "OkAnswer",
-    "PLACEMENTS_FILE", "PLACEMENT_ARRAYS", "PROCESS", "REQUEST_FILE", "TOKEN_VARIABLE", "TURN_FD", "Turns",
-    "WEIGHTS_FILE", "WORKER_STATUSES", "ZYGOTE_MODULE", "ZygoteReady",
+    "ERROR_CHARS", "EXCEPTION_MESSAGE_CHARS", "MAX_CALLS_PER_TURN", "NAMESPACES", "OK_ANSWER_FIELDS",
+    "OUT_OF_MEMORY_MARKERS", "OkAnswer", "PLACEMENTS_FILE", "PLACEMENT_ARRAYS", "PROCESS", "REQUEST_FILE",
+    "TOKEN_VARIABLE", "TURN_FD", "Turns", "WEIGHTS_FILE", "WORKER_STATUSES", "ZYGOTE_MODULE", "ZygoteReady",
     "WorkerSettings", "max_placement_elements", "mentions_out_of_memory", "placement_key", "shorten",
     "zygote_command",
 ]
@@ -71,6 +71,9 @@ CONFINEMENTS = (NAMESPACES, PROCESS)
 
 # The worker's end of its turn channel (a stream socket), beside stdin, stdout and stderr.
 TURN_FD = 3
+# A turn makes at most this many calls: a near-free candidate's turn stops at a few
+# milliseconds of microsecond calls.
+MAX_CALLS_PER_TURN = 1000
 
 # What `rebalance_experts` returns, in order; one array of each per window.
 PLACEMENT_ARRAYS = ("phy2log", "log2phy", "logcnt")
@@ -141,6 +144,7 @@ class OkAnswer(Answer):
     every field's JSON type, so a field added here cannot be missing from a forged answer."""
 
     runtime_samples_s: list[float]  # one per turn: the mean time of its calls; every window at least once
+    calls_per_turn: int  # the calls each turn made
     input_changed: list[bool]  # per window of the placement pass (none without one): the call wrote into its weights
     nondeterministic: bool  # a timed call returned another phy2log than the first call
     threads: int

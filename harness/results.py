@@ -111,6 +111,10 @@ class EvalResult(RowContext):
     # but its work folder, no home folder; see harness.confine) or `process` (its own
     # process only); empty when no worker ran (patch_failed, a budget spent before it).
     confinement: str = ""
+    # The calls each timing sample is the mean of (a turn's calls): the candidate's, and
+    # the reference's beside it (0 without a reference, and in failed rows).
+    runtime_calls_per_sample: int = 0
+    reference_calls_per_sample: int = 0
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -17,6 +17,9 @@ version is in each file's schema metadata, key `eplb_harness_schema_version`):
   the workload's ceilings `bound_balancedness`, `local_bound_balancedness` and
   `local_bound_method` (harness.bounds); `confinement`, how the candidate's process was
   confined (`namespaces` or `process`, empty when no worker ran).
+- 5: turns of several calls: each timing sample is the mean of a turn's back-to-back
+  calls, `runtime_calls_per_sample` of the candidate's and `reference_calls_per_sample`
+  of the reference's.
 Readers accept files of any version: columns a file lacks read as null, extra columns
 are kept (`read(columns=...)` reads only the columns asked for, from each file that has
 them).
@@ -39,7 +42,7 @@ from harness.errors import HarnessError
 from harness.files import write_atomically
 from harness.results import EvalResult
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 _ARROW_TYPES = {
     "str": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
     "datetime": pa.timestamp("us", tz="UTC"), "tuple[float, ...]": pa.list_(pa.float64()),

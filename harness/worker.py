@@ -28,9 +28,6 @@ from typing import NoReturn
 from harness import protocol
 from harness.files import write_atomically
 
-# A near-free candidate's turn stops here (a few milliseconds of microsecond calls).
-MAX_CALLS_PER_TURN = 1000
-
 
 def _describe(exc: BaseException) -> str:
     # Same form as harness.results.describe_exception; not imported so the candidate loads first.
@@ -197,7 +194,8 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
     # A turn is a burst of back-to-back calls lasting about `turn_s`: the first call after
     # the wait for a turn runs on cold caches, and a burst spreads that over its calls.
     fastest_s = min(call_s, default=0.0)  # 0 also where the clock does not move (the parent refuses such samples)
-    calls_per_turn = min(MAX_CALLS_PER_TURN, max(1, round(timing["turn_s"] / fastest_s))) if fastest_s > 0 else 1
+    calls_per_turn = (min(protocol.MAX_CALLS_PER_TURN, max(1, round(timing["turn_s"] / fastest_s)))
+                      if fastest_s > 0 else 1)
     samples: list[float] = []
     nondeterministic = False
     # The parent says when to time and on which window (`protocol.Turns`), so that it can
@@ -235,7 +233,8 @@ def run(request: protocol.WorkerSettings, workdir: Path) -> protocol.Answer:
         gc.enable()
     device_name, cuda_version, peak_device_memory_bytes = _device_facts(device)
     return protocol.OkAnswer(
-        status="ok", error="", runtime_samples_s=samples, input_changed=passed.input_changed,
+        status="ok", error="", runtime_samples_s=samples, calls_per_turn=calls_per_turn,
+        input_changed=passed.input_changed,
         nondeterministic=nondeterministic, threads=torch.get_num_threads(), device_name=device_name,
         cuda_version=cuda_version, peak_device_memory_bytes=peak_device_memory_bytes,
     )

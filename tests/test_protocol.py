@@ -84,8 +84,9 @@ def test_the_request_file_round_trips():
 
 def test_the_answer_fields_and_their_json_types():
     assert protocol.OK_ANSWER_FIELDS == {
-        "status": str, "error": str, "runtime_samples_s": list, "input_changed": list, "nondeterministic": bool,
-        "threads": int, "device_name": str, "cuda_version": str, "peak_device_memory_bytes": int,
+        "status": str, "error": str, "runtime_samples_s": list, "calls_per_turn": int, "input_changed": list,
+        "nondeterministic": bool, "threads": int, "device_name": str, "cuda_version": str,
+        "peak_device_memory_bytes": int,
     }
     assert protocol.placement_key("log2phy", 3) == "log2phy_3"
     assert protocol.shorten("abcdef", 6) == "abcdef"
@@ -97,10 +98,13 @@ def test_an_ok_answer_lacking_a_field_is_refused():
     settings = protocol.WorkerSettings(topology={"num_replicas": 16}, device="cpu", threads=1, timing={},
                                        memory_mb=1024)
     request = WorkerRequest(source="", weights=np.ones((2, 2, 12)), settings=settings, timeout_s=1.0)
-    whole = {"status": "ok", "error": "", "runtime_samples_s": [0.01], "input_changed": [False, False],
-             "nondeterministic": False, "threads": 1, "device_name": "cpu", "cuda_version": "",
-             "peak_device_memory_bytes": 0}
+    whole = {"status": "ok", "error": "", "runtime_samples_s": [0.01], "calls_per_turn": 1,
+             "input_changed": [False, False], "nondeterministic": False, "threads": 1, "device_name": "cpu",
+             "cuda_version": "", "peak_device_memory_bytes": 0}
     assert checked_answer(json.dumps(whole).encode(), request.weights.shape[0], wall_s=1.0) == whole
+    for calls in (0, protocol.MAX_CALLS_PER_TURN + 1, 1.0):
+        with pytest.raises(ValueError, match="calls_per_turn must be a whole number from 1 to 1000"):
+            checked_answer(json.dumps({**whole, "calls_per_turn": calls}).encode(), 2, wall_s=1.0)
     for field in protocol.OK_ANSWER_FIELDS:
         forged = {key: value for key, value in whole.items() if key != field}
         with pytest.raises(ValueError, match=field if field not in ("status", "error") else "status"):

@@ -43,6 +43,7 @@ def test_rows_carry_statistics_method_device_and_fingerprint():
     assert row.status == "ok", row.error
     assert 4 <= row.runtime_samples <= 6
     assert row.runtime_min_s <= row.runtime_s and row.runtime_iqr_s >= 0
+    assert row.runtime_calls_per_sample >= 1 and row.reference_calls_per_sample >= 1
     # The same program on both sides of the pairs: about as fast as itself.
     assert row.reference_runtime_s > 0
     assert row.speedup_ci95_low <= row.speedup_vs_reference <= row.speedup_ci95_high
@@ -97,7 +98,7 @@ def test_a_turn_is_a_burst_of_calls_and_its_sample_their_mean(turn_s):
     assert outcome.answer["status"] == "ok", (outcome.status, outcome.error, outcome.answer)
     samples = outcome.answer["runtime_samples_s"]
     timed_calls = _calls_made(outcome) - workload.num_windows - 1  # after the placement pass and the warm-up
-    assert len(samples) == 3
+    assert len(samples) == 3 and outcome.answer["calls_per_turn"] * 3 == timed_calls
     if turn_s:
         assert timed_calls >= 3 * 4  # turns of about 12 ms of calls of about 1 ms
     else:
