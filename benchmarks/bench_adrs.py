@@ -23,7 +23,7 @@ that nothing is reused) both ways, alternating which side goes first:
   file as a workload (the parsed-trace cache, empty at the start, serves every call after
   the first) and `harness.evaluate.run` on one candidate into one result store kept
   across the run, timed beside the reference in turns. Twice per candidate: with the
-  `screen` timing (a round of turns per window, a few more within 0.05 s: a search's first
+  `screen` timing (a round of turns per window, five at least, more within 0.05 s: a search's first
   pass, and still more timing than the ADRS evaluator's one call per window) and with the
   default `precise` timing (until the speedup is known within 2%, at most 2 s). The
   target is for `screen`.

@@ -86,7 +86,7 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
                              f"on the workload + {DEADLINE_START_S:g} s, at most {TIMEOUT_CAP_S:g} s)")
     parser.add_argument("--timing", choices=TIMING_PRESETS, default="precise",
                         help="precise: until the paired speedup is known within 2%% (at most 2 s per evaluation); "
-                             "screen: a round of turns per window, more within 0.05 s (default: precise)")
+                             "screen: a round of turns per window (5 at least), more within 0.05 s (default: precise)")
     parser.add_argument("--memory-mb", type=_positive_int, default=DEFAULTS.memory_mb,
                         help=f"memory cap per evaluation (default: {DEFAULTS.memory_mb})")
     parser.add_argument("--threads", type=_positive_int, default=DEFAULTS.threads,

@@ -77,13 +77,14 @@ class TimingConfig:
 
 
 # Named timings (`--timing`). `precise`, the default, times until the paired speedup is
-# known within 2% (or 2 s have passed); `screen` makes one round of turns per window, a few
-# more within 0.05 s, with the placement pass as the only warm-up, for a first pass over
-# many candidates: its speedups came within 7-20% of `precise` ones at the median, 30-60%
-# at the worst (benchmarks/bench_adrs.py, 12 candidates, this project's 2-core machine).
+# known within 2% (or 2 s have passed); `screen` makes one round of turns per window (five
+# at least), more within 0.05 s, with the placement pass as the only warm-up, for a first
+# pass over many candidates: its speedups came within 7-20% of `precise` ones at the
+# median, 30-60% at the worst (benchmarks/bench_adrs.py, 12 candidates, this project's
+# 2-core machine).
 TIMING_PRESETS: dict[str, TimingConfig] = {
     "precise": TimingConfig(),
-    "screen": TimingConfig(warmup=0, min_samples=1, min_time_s=0.0, max_time_s=0.05, precision=0.05),
+    "screen": TimingConfig(warmup=0, min_samples=5, min_time_s=0.0, max_time_s=0.05, precision=0.05),
 }
 
 

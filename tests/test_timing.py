@@ -117,13 +117,13 @@ def test_a_worker_that_is_only_timed_keeps_no_placements():
     assert _calls_made(outcome) == 3 + 1 + 2  # the untimed pass, the warm-up and the two timed turns
 
 
-def test_screen_timing_takes_a_round_per_window_and_is_its_own_setting():
+def test_screen_timing_takes_few_rounds_and_is_its_own_setting():
     workload = synthetic_workload("zipf", "deepseek-v2-lite", seed=4, num_windows=3)
     reference = load_candidate(REFERENCE_PATH)
     screen = Settings(timing=TIMING_PRESETS["screen"])
     row = evaluate(reference, workload, screen, partner=reference)
     assert row.status == "ok", row.error
-    assert row.runtime_samples >= workload.num_windows and row.eval_wall_s < 5.0
+    assert row.runtime_samples >= max(5, workload.num_windows) and row.eval_wall_s < 5.0
     assert row.settings_hash != Settings().hash and "<= 0.05 s" in row.timing_method
     assert TIMING_PRESETS["precise"] == Settings().timing
 
