@@ -6,9 +6,10 @@
    `confine.enter` (the keeper's unshare, the init's spawn, the worker's fork, mounts and
    capability drop), each repeated, medians compared.
 2. End to end: a near-free candidate (tests/data/round_robin.py, alone, no reference) on
-   a tiny workload, its worker's whole wall time (fork to reaped) over N evaluations, with
-   namespaces and with EPLB_HARNESS_CONFINEMENT=process, from two interpreters (the
-   confinement is per zygote) asked in turns, one evaluation at a time.
+   a tiny workload, its worker's whole wall time (from its start to reaped; the zygote
+   forks and confines its spare workers ahead, so setup is not in it) over N
+   evaluations, with namespaces and with EPLB_HARNESS_CONFINEMENT=process, from two
+   interpreters (the confinement is per zygote) asked in turns, one evaluation at a time.
 
 Target: under 20 ms per evaluation.
 

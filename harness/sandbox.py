@@ -35,10 +35,10 @@ import collections
 import contextlib
 import contextvars
 import os
+import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -206,7 +206,7 @@ class _Running:
     token: str
     drains: list[threading.Thread]
     tails: tuple[collections.deque, collections.deque]
-    started: float  # perf_counter at the fork
+    started: float  # perf_counter when the worker was started
     deadline: float  # monotonic
     samples_s: list[float] = field(default_factory=list)  # the turns' times it says it took
 
@@ -218,29 +218,30 @@ class _Running:
         return max(0.0, self.deadline - time.monotonic())
 
 
-def _start(request: WorkerRequest, workdir: Path) -> _Running:
-    """Write the evaluation's files into `workdir` and have the zygote fork its worker."""
+def _start(request: WorkerRequest) -> _Running:
+    """Take a worker from the zygote (forked and confined ahead), write the evaluation's
+    files into its folder and start it."""
     token = uuid.uuid4().hex
-    (workdir / protocol.CANDIDATE_FILE).write_text(request.source)
-    np.save(workdir / protocol.WEIGHTS_FILE, request.weights)
-    (workdir / protocol.REQUEST_FILE).write_text(request.settings.to_json())
+    # numpy and torch run single-threaded in the zygote (so that it starts no thread
+    # before a fork); the worker sets torch's own count.
+    child = zygote.reserve(_environment(1), confine.request(), _REQUIRED)
+    workdir = Path(child.workdir)
+    try:
+        (workdir / protocol.CANDIDATE_FILE).write_text(request.source)
+        np.save(workdir / protocol.WEIGHTS_FILE, request.weights)
+        (workdir / protocol.REQUEST_FILE).write_text(request.settings.to_json())
+    except BaseException:
+        child.go.close()  # it ends without running anything
+        child.reap()
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
     (stdout_read, stdout_write), (stderr_read, stderr_write) = os.pipe(), os.pipe()
     ours, theirs = socket.socketpair()
-    try:
-        # numpy and torch run single-threaded in the zygote (so that it starts no thread
-        # before a fork); the worker sets torch's own count.
-        child = zygote.spawn(str(workdir), _worker_environment(str(workdir), request.settings.threads, token),
-                             _environment(1), [stdout_write, stderr_write, theirs.fileno()], confine.request(),
-                             _REQUIRED)
-    except BaseException:
-        os.close(stdout_read)
-        os.close(stderr_read)
-        ours.close()
-        raise
-    finally:
-        for fd in (stdout_write, stderr_write, theirs.detach()):
-            os.close(fd)
-    # The clock starts at the fork: a zygote's own start (the first evaluation of a
+    child.start(_worker_environment(str(workdir), request.settings.threads, token),
+                [stdout_write, stderr_write, theirs.fileno()])
+    for fd in (stdout_write, stderr_write, theirs.detach()):
+        os.close(fd)
+    # The clock starts with the worker: a zygote's own start (the first evaluation of a
     # process waits for it) is no candidate's time.
     started, deadline = time.perf_counter(), time.monotonic() + request.timeout_s
     tails = (collections.deque(), collections.deque())
@@ -317,9 +318,12 @@ def _finish(worker: _Running) -> WorkerOutcome:
         timed_out = False
     except subprocess.TimeoutExpired:
         timed_out = True
-    # Whatever happened, nothing the candidate started may outlive its evaluation.
+    # Whatever happened, nothing the candidate started may outlive its evaluation. In
+    # namespaces, a worker that ended by itself was reported once its namespace was
+    # empty: there is nothing left to look for.
     _signal_group(worker.child.pid, signal.SIGKILL)
-    _kill_tagged(worker.token)
+    if timed_out or worker.child.confinement != protocol.NAMESPACES:
+        _kill_tagged(worker.token)
     if timed_out:
         returncode = worker.child.reap()
     wall_s = time.perf_counter() - worker.started
@@ -354,22 +358,20 @@ def run_workers(requests: Sequence[WorkerRequest]) -> list[WorkerOutcome]:
     """Run one worker per request at once, timed in turns call by call (see
     `_time_in_turns`), each to completion or its own timeout; never raises for candidate
     behaviour. All requests share the timing settings and the number of windows."""
-    with contextlib.ExitStack() as stack:
-        # ignore_cleanup_errors: the candidate may have removed the folder or left a file unremovable.
-        folders = [Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="eplb-eval-",
-                                                                        ignore_cleanup_errors=True)))
-                   for _ in requests]
-        running: list[_Running] = []
-        try:
-            # The last first: beside a candidate, the reference, which is often the slower to warm up.
-            for request, folder in reversed(list(zip(requests, folders, strict=True))):
-                running.insert(0, _start(request, folder))
-            _time_in_turns(running)
-        finally:
-            outcomes = [_finish(worker) for worker in running]
-        if unconfined := [worker.child.unconfined for worker in running if worker.child.unconfined]:
-            raise HarnessError(f"a worker could not be confined and ran nothing ({unconfined[0]})")
-        return outcomes
+    running: list[_Running] = []
+    try:
+        # The last first: beside a candidate, the reference, which is often the slower to warm up.
+        for request in reversed(requests):
+            running.insert(0, _start(request))
+        _time_in_turns(running)
+    finally:
+        outcomes = [_finish(worker) for worker in running]
+        for worker in running:
+            # ignore_errors: the candidate may have removed the folder or left a file unremovable.
+            shutil.rmtree(worker.workdir, ignore_errors=True)
+    if unconfined := [worker.child.unconfined for worker in running if worker.child.unconfined]:
+        raise HarnessError(f"a worker could not be confined and ran nothing ({unconfined[0]})")
+    return outcomes
 
 
 def run_worker(request: WorkerRequest) -> WorkerOutcome:

@@ -7,31 +7,42 @@ own, with single-threaded numerics libraries: importing torch and numpy then sta
 thread and initialises no CUDA, so a fork is as safe as a fresh start. Each child
 initialises what it uses (CUDA included) after the fork, exactly as a fresh process would.
 
+Spares: while no worker runs and no request waits, the zygote forks up to two children
+and has them confined ahead of their evaluations (a paired evaluation takes two), each in
+a new work folder of its own, so that neither the fork nor the namespaces (about 20 ms
+together) lie on an evaluation's path; a request finding none gets a child forked on the
+spot. A spare runs nothing of an evaluation before the parent starts it.
+
 Protocol, over the SOCK_SEQPACKET socket FD: the zygote is started with a
 `protocol.ConfinementRequest` as second argument and sends a `protocol.ZygoteReady` once
-it has imported everything and tried the namespaces in a probe child; each request is
-one JSON message (`workdir`, `env`) with descriptors attached: a stream socket for this
-evaluation, then those the child gets as its descriptors 1, 2, ... (stdout, stderr and
-the worker's turn channel). On that socket the zygote answers `{"pid": N}` at the fork
-and `{"returncode": R}` once the child is reaped (R negative for a signal, as subprocess
-reports it), with `"unconfined": WHY` if it could not be confined and ran nothing. The
-parent times the child out and kills its process group itself.
+it has imported everything and tried the namespaces in a probe child; each request is a
+message with one descriptor attached, a stream socket for this evaluation, on which the
+zygote answers with a spare (forked on the spot when none is left): `{"pid": N,
+"workdir": DIR}` with the spare's *go* socket attached. The parent writes the
+evaluation's files into DIR and sends on the go socket `{"env": ...}` with the
+descriptors the worker gets as 1, 2, ... (stdout, stderr and its turn channel); the
+worker then runs. Later the zygote sends `{"returncode": R}` on the evaluation's socket
+once the child is reaped (R negative for a signal, as subprocess reports it), with
+`"unconfined": WHY` if it could not be confined and ran nothing. The parent times the
+child out and kills its process group itself.
 
 What a child gets before the candidate's code is read: a new session (its own process
-group), death with the zygote (PR_SET_PDEATHSIG), stdin from /dev/null and the descriptors
-sent with the request, no other; with namespaces, `harness.confine.enter` (the child
-becomes their keeper, and the worker its child inside them); the work folder as its cwd,
-the evaluation's environment, fresh random seeds; then `harness.worker.serve`. The child
-and the zygote are child subreapers: a descendant the candidate detaches (double fork,
-new session, cleared environment) is re-parented to the child while it lives and to the
-zygote after, which kills every such stray before it reports the child's return code
-(with namespaces, the kernel kills them all with the namespace's init first). So no
-process the candidate started outlives its evaluation's report, whatever it did to hide.
-When the parent goes away (the socket closes), the zygote kills every child and exits.
+group), death with the zygote (PR_SET_PDEATHSIG), stdin from /dev/null and no descriptor
+but its go socket; with namespaces, `harness.confine.enter` (the child becomes their
+keeper, and the worker its child inside them); then, from the go socket, the
+descriptors sent, no other; the work folder as its cwd, the evaluation's environment,
+fresh random seeds; then `harness.worker.serve`. The child and the zygote are child
+subreapers: a descendant the candidate detaches (double fork, new session, cleared
+environment) is re-parented to the child while it lives and to the zygote after, which
+kills every such stray before it reports the child's return code (with namespaces, the
+kernel kills them all with the namespace's init first). So no process the candidate
+started outlives its evaluation's report, whatever it did to hide. When the parent goes
+away (the socket closes), the zygote kills every child, spares included, and exits.
 
-The parent's side is `spawn`: it starts the zygote on first use (one per harness
-process, shared by its threads), and again should it die (an unconfined candidate can
-kill it: the evaluations in flight then end as crashes, the next get a new zygote).
+The parent's side is `reserve` (and `WarmChild.start`): it starts the zygote on first
+use (one per harness process, shared by its threads), and again should it die (an
+unconfined candidate can kill it: the evaluations in flight then end as crashes, the
+next get a new zygote).
 """
 
 from __future__ import annotations
@@ -53,15 +64,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from harness import confine, protocol
 from harness.errors import HarnessError
 
-__all__ = ["WarmChild", "confinement", "main", "spawn"]
+__all__ = ["WarmChild", "confinement", "main", "reserve"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _MAX_CHILD_FDS = 8
+_SPARES = 2  # children kept forked and confined ahead: both workers of a paired evaluation
 _LIBC = ctypes.CDLL(None, use_errno=True)
 
 
@@ -78,7 +91,7 @@ class _Zygote:
     """One running zygote, the control socket to it, and the confinement it gives."""
 
     def __init__(self, env: dict[str, str], request: protocol.ConfinementRequest) -> None:
-        self.home = tempfile.TemporaryDirectory(prefix="eplb-zygote-")
+        self.home = tempfile.TemporaryDirectory(prefix="eplb-zygote-", ignore_cleanup_errors=True)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.process = subprocess.Popen(
@@ -125,16 +138,30 @@ class _Zygote:
 
 @dataclass
 class WarmChild:
-    """A worker forked by the zygote: its pid (also its process group), the socket on
-    which the zygote reports it, and its confinement (one of protocol.CONFINEMENTS).
-    `unconfined` says why, when a child that was to be confined by namespaces could not
-    be and ran nothing (known once `wait` returned)."""
+    """A worker forked by the zygote and confined ahead of its evaluation, in its work
+    folder `workdir`: its pid (also its process group), the socket on which the zygote
+    reports it, and its confinement (one of protocol.CONFINEMENTS). It runs nothing
+    before `start`. `unconfined` says why, when a child that was to be confined by
+    namespaces could not be and ran nothing (known once `wait` returned)."""
 
     pid: int
     reply: socket.socket
+    workdir: str = ""
     confinement: str = protocol.PROCESS
     unconfined: str = ""
+    go: socket.socket | None = None
     _pending: bytes = b""
+
+    def start(self, env: dict[str, str], child_fds: Sequence[int]) -> None:
+        """Run the worker on its folder, as filled by now, with environment `env`;
+        `child_fds` become its descriptors 1, 2, ... (the caller closes its copies). A
+        child that died meanwhile is reported on `reply` like any other."""
+        try:
+            socket.send_fds(self.go, [json.dumps({"env": env}).encode()], list(child_fds))
+        except OSError:
+            pass
+        finally:
+            self.go.close()
 
     def _message(self, timeout_s: float | None) -> dict | None:
         """The zygote's next message on this socket; None if the zygote went away."""
@@ -184,41 +211,50 @@ def confinement(zygote_env: dict[str, str], request: protocol.ConfinementRequest
     return zygote.confinement, zygote.reason
 
 
-def _fork(zygote: _Zygote, message: bytes, child_fds: Sequence[int], required: bool) -> WarmChild:
+def _reserve(zygote: _Zygote, required: bool) -> WarmChild:
     if required and zygote.confinement != protocol.NAMESPACES:
         raise HarnessError(f"candidates cannot be confined by namespaces here ({zygote.reason}), "
                            "and confinement is required")
     ours, theirs = socket.socketpair()
-    child = WarmChild(0, ours, zygote.confinement)
+    child = WarmChild(0, ours, confinement=zygote.confinement)
     try:
         with zygote.send_lock:
-            socket.send_fds(zygote.control, [message], [theirs.fileno(), *child_fds])
+            socket.send_fds(zygote.control, [b"{}"], [theirs.fileno()])
         theirs.close()
-        answer = child._message(_REAP_TIMEOUT_S)
-        if answer is None:
+        ours.settimeout(_REAP_TIMEOUT_S)
+        data, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+        if not fds:
             raise ConnectionError("the zygote closed the evaluation's socket")
+        child.go = socket.socket(fileno=fds[0])
+        while b"\n" not in data:  # the first line came with the descriptor, or comes next
+            chunk = ours.recv(4096)
+            if not chunk:
+                raise ConnectionError("the zygote closed the evaluation's socket")
+            data += chunk
     except OSError:
         ours.close()
+        if child.go is not None:
+            child.go.close()
         raise
     finally:
         theirs.close()
-    child.pid = int(answer["pid"])
+    line, child._pending = data.split(b"\n", 1)
+    answer = json.loads(line)
+    child.pid, child.workdir = int(answer["pid"]), answer["workdir"]
     return child
 
 
-def spawn(workdir: str, env: dict[str, str], zygote_env: dict[str, str], child_fds: Sequence[int],
-          request: protocol.ConfinementRequest, required: bool = False) -> WarmChild:
-    """Fork a worker on the evaluation folder `workdir` with environment `env`; `child_fds`
-    become its descriptors 1, 2, ... (the caller closes its copies). The zygote is started
-    with `zygote_env` and the confinement `request` when none runs, and once more if it
-    fails to answer. `required`: HarnessError rather than a worker without namespaces."""
-    message = json.dumps({"workdir": workdir, "env": env}).encode()
+def reserve(zygote_env: dict[str, str], request: protocol.ConfinementRequest, required: bool = False) -> WarmChild:
+    """A worker forked and confined, waiting in a work folder of its own for `start`.
+    The zygote is started with `zygote_env` and the confinement `request` when none runs,
+    and once more if it fails to answer. `required`: HarnessError rather than a worker
+    without namespaces."""
     zygote = _zygote(zygote_env, request)
     try:
-        return _fork(zygote, message, child_fds, required)
+        return _reserve(zygote, required)
     except OSError:
         zygote.process.kill()  # dead or stuck
-        return _fork(_zygote(zygote_env, request, replace_dead=zygote), message, child_fds, required)
+        return _reserve(_zygote(zygote_env, request, replace_dead=zygote), required)
 
 
 # ---------------------------------------------------------------------------- the zygote's side
@@ -248,13 +284,13 @@ class _Root:
     unconfined: int | None
 
 
-def _sweep(roots: dict[int, _Root]) -> None:
-    """Kill and reap every child of the zygote that is not a live evaluation: the strays
-    re-parented here when the worker that held them ended. Killing one re-parents its own
-    children here, hence the rounds."""
+def _sweep(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
+    """Kill and reap every child of the zygote that is not a live evaluation nor a spare:
+    the strays re-parented here when the worker that held them ended. Killing one
+    re-parents its own children here, hence the rounds."""
     me = os.getpid()
     for _ in range(100):
-        strays = {pid for pid in _children(me) if pid not in roots}
+        strays = {pid for pid in _children(me) if pid not in roots and pid not in spares}
         if not strays:
             return
         for pid in strays:
@@ -287,8 +323,9 @@ def _why_unconfined(fd: int | None) -> str:
         os.close(fd)
 
 
-def _reap(roots: dict[int, _Root]) -> None:
-    """Report every child that ended, after sweeping the strays it left."""
+def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
+    """Report every child that ended, after sweeping the strays it left; forget a spare
+    that ended before its evaluation (it could not be confined, say)."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -296,10 +333,15 @@ def _reap(roots: dict[int, _Root]) -> None:
             return
         if pid == 0:
             return
+        if spare := spares.pop(pid, None):
+            spare.go.close()
+            _why_unconfined(spare.report)
+            shutil.rmtree(spare.workdir, ignore_errors=True)
+            continue
         root = roots.pop(pid, None)
         if root is None:
             continue  # a stray that died on its own
-        _sweep(roots)
+        _sweep(roots, spares)
         report = {"returncode": os.waitstatus_to_exitcode(status)}
         if why := _why_unconfined(root.unconfined):
             report["unconfined"] = why
@@ -310,10 +352,9 @@ def _reap(roots: dict[int, _Root]) -> None:
         root.reply.close()
 
 
-def _isolate(zygote_pid: int, child_fds: list[int], report_fd: int | None) -> int | None:
-    """In the forked child: a session of its own, death with the zygote, and only the
-    descriptors it is given: /dev/null, then `child_fds` as 1, 2, ..., then `report_fd`
-    (not inherited by programs it starts), whose new number it returns."""
+def _detach(zygote_pid: int) -> None:
+    """In the forked child: a session of its own, death with the zygote, and a child
+    subreaper of its own."""
     os.setsid()
     _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != zygote_pid:  # the zygote died before prctl
@@ -321,6 +362,11 @@ def _isolate(zygote_pid: int, child_fds: list[int], report_fd: int | None) -> in
     _LIBC.prctl(_PR_SET_CHILD_SUBREAPER, 1)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _arrange(child_fds: list[int], report_fd: int | None) -> int | None:
+    """Only the descriptors given: /dev/null, then `child_fds` as 1, 2, ..., then
+    `report_fd` (not inherited by programs it starts), whose new number it returns."""
     null = os.open(os.devnull, os.O_RDONLY)
     # Each moved above every target first, so that no dup2 overwrites one still to come.
     limit = os.sysconf("SC_OPEN_MAX")
@@ -335,37 +381,73 @@ def _isolate(zygote_pid: int, child_fds: list[int], report_fd: int | None) -> in
     return report
 
 
-def _child(zygote_pid: int, request: dict, child_fds: list[int], report_fd: int | None,
-           plan: confine.Plan | None) -> None:
-    """In the forked child: isolate, confine by `plan` (with namespaces), then run the
-    worker, or only end for a `probe`; never returns."""
+def _child(zygote_pid: int, workdir: str, go_fd: int | None, report_fd: int | None,
+           plan: confine.Plan | None) -> NoReturn:
+    """In the forked child: detach and confine by `plan` (with namespaces) to `workdir`
+    ahead of any evaluation, then wait on `go_fd` for one (`_Spare`): its environment,
+    then the descriptors that become 1, 2, ... (stdout, stderr, the turn channel); then
+    run the worker. Without `go_fd` (the probe), end once confined. Never returns."""
     status = 70
     try:
-        report = _isolate(zygote_pid, child_fds, report_fd)
+        _detach(zygote_pid)
+        report = _arrange([] if go_fd is None else [go_fd], report_fd)
         if plan is not None:
             try:
-                confine.enter(plan, request["workdir"])  # returns in the worker, inside the namespaces
+                confine.enter(plan, workdir)  # returns in the worker, inside the namespaces
             except BaseException as exc:
                 os.write(report, confine.describe(exc).encode(errors="replace")[:2000])
                 os._exit(status)
             os.close(report)
-        if request.get("probe"):
+        if go_fd is None:
             os._exit(0)
-        os.chdir(request["workdir"])
-        os.environ.clear()
-        os.environ.update(request["env"])
-        tempfile.tempdir = None  # the zygote's own, cached by its imports; this worker's is in its env
         import random
 
         import numpy as np
 
-        random.seed()
-        np.random.seed()
         from harness import worker
 
-        worker.serve(Path(request["workdir"]))
+        random.seed()
+        np.random.seed()
+        go = socket.socket(fileno=1)
+        message, fds, _, _ = socket.recv_fds(go, 1 << 20, _MAX_CHILD_FDS)
+        go.detach()
+        if not message:  # the parent let the evaluation go
+            os._exit(status)
+        _arrange(fds, None)  # over the go socket's descriptor too
+        os.chdir(workdir)
+        os.environ.clear()
+        os.environ.update(json.loads(message)["env"])
+        tempfile.tempdir = None  # the zygote's own, cached by its imports; this worker's is in its env
+        worker.serve(Path(workdir))
     finally:
         os._exit(status)  # serve() exits by itself; this is for a failure before it
+
+
+@dataclass
+class _Spare:
+    """A child forked and confined ahead of its evaluation, waiting on `go` (the zygote's
+    end, handed to the parent) in its own work folder."""
+
+    pid: int
+    go: socket.socket
+    workdir: str
+    report: int | None  # the read end of its confinement report, as _Root.unconfined
+
+
+def _spare(plan: confine.Plan | None) -> _Spare:
+    """Fork a spare child, in a new work folder of this zygote's temporary folder."""
+    workdir = tempfile.mkdtemp(prefix="eplb-eval-")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    report_read, report_write = os.pipe() if plan is not None else (None, None)
+    zygote_pid = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        _child(zygote_pid, workdir, theirs.fileno(), report_write, plan)
+    theirs.close()
+    if report_write is not None:
+        os.close(report_write)
+    return _Spare(pid, ours, workdir, report_read)
 
 
 def _confinement(request: protocol.ConfinementRequest) -> tuple[str, str, confine.Plan | None]:
@@ -381,7 +463,7 @@ def _confinement(request: protocol.ConfinementRequest) -> tuple[str, str, confin
     zygote_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
-        _child(zygote_pid, {"workdir": os.getcwd(), "probe": True}, [], report_write, plan)
+        _child(zygote_pid, os.getcwd(), None, report_write, plan)
     os.close(report_write)
     _, status = os.waitpid(pid, 0)
     why = _why_unconfined(report_read)
@@ -408,43 +490,46 @@ def main(control_fd: int, request: protocol.ConfinementRequest) -> None:
     signal.set_wakeup_fd(wake_write)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     roots: dict[int, _Root] = {}
+    spares: dict[int, _Spare] = {}
     control.send(json.dumps(protocol.ZygoteReady(ready=True, confinement=mode, reason=reason)).encode())
     while True:
-        readable, _, _ = select.select([control, wake_read], [], [])
+        # Spares are forked while no worker runs and no request waits: off the evaluations'
+        # path, and never beside a timed worker.
+        idle = 0 if len(spares) < _SPARES and not roots else None
+        readable, _, _ = select.select([control, wake_read], [], [], idle)
+        if not readable:
+            spare = _spare(plan)
+            spares[spare.pid] = spare
+            continue
         if wake_read in readable:
             os.read(wake_read, 4096)
-            _reap(roots)
+            _reap(roots, spares)
         if control not in readable:
             continue
         try:
-            message, fds, _, _ = socket.recv_fds(control, 1 << 20, _MAX_CHILD_FDS + 1)
+            message, fds, _, _ = socket.recv_fds(control, 1 << 20, 1)
         except OSError:
             message, fds = b"", []
         if not message or not fds:
             break
-        reply_fd, *child_fds = fds
-        reply = socket.socket(fileno=reply_fd)
-        report_read, report_write = os.pipe() if plan is not None else (None, None)
-        zygote_pid = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _child(zygote_pid, json.loads(message), child_fds, report_write, plan)
-        for fd in [*child_fds, report_write] if report_write is not None else child_fds:
-            os.close(fd)
-        roots[pid] = _Root(reply, report_read)
+        reply = socket.socket(fileno=fds[0])
+        spare = spares.pop(next(iter(spares))) if spares else _spare(plan)
+        roots[spare.pid] = _Root(reply, spare.report)
         try:
-            reply.sendall(json.dumps({"pid": pid}).encode() + b"\n")
+            socket.send_fds(reply, [json.dumps({"pid": spare.pid, "workdir": spare.workdir}).encode() + b"\n"],
+                            [spare.go.fileno()])
         except OSError:
-            pass
+            pass  # the parent stopped waiting; the child ends when its go socket closes
+        spare.go.close()
     # The parent is gone: nothing of ours may outlive it.
-    for pid in list(roots):
+    for pid in [*roots, *spares]:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
     roots.clear()
-    _sweep(roots)
-
+    spares.clear()
+    _sweep(roots, spares)
 
 if __name__ == "__main__":
     main(int(sys.argv[1]), json.loads(sys.argv[2]))

@@ -128,12 +128,35 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        todo += (children := _children(todo.pop()))
+        found += children
+    return found
+
+
+def _runs_a_candidate(pid: int) -> bool:
+    """Whether a process below a Dask worker runs a candidate: one of the zygote's workers
+    once its evaluation gave it its output pipes (a spare's stdout is still its socket)."""
+    zygotes = []
+    for child in _children(pid):
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if b"harness.zygote" in Path(f"/proc/{child}/cmdline").read_bytes():
+                zygotes.append(child)
+    for below in (process for zygote in zygotes for process in _descendants(zygote)):
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{below}/fd/1").startswith("pipe:"):
+                return True
+    return False
+
+
 def _kill_an_evaluating_worker(client: Client) -> None:
-    """SIGKILL the process of a worker in the middle of an evaluation (its zygote has forked
-    the evaluation's processes; the nanny restarts the worker)."""
+    """SIGKILL the process of a worker in the middle of an evaluation. The nanny restarts
+    the worker."""
     pids = _ready(client)
-    evaluating = _wait_for(lambda: next((address for address, pid in pids.items()
-                                         if any(map(_children, _children(pid)))), None), "an evaluation")
+    evaluating = _wait_for(lambda: next((address for address, pid in pids.items() if _runs_a_candidate(pid)), None),
+                           "an evaluation")
     os.kill(pids[evaluating], signal.SIGKILL)
     _wait_for(lambda: evaluating not in client.scheduler_info()["workers"], "the scheduler to see it die")
 

@@ -185,7 +185,7 @@ def test_the_parent_stops_and_resumes_every_process_of_a_confined_worker(tmp_pat
     # the process-group signals that timing in turns relies on reach it.
     source = "import time\ntime.sleep(2)\n" + REFERENCE_PATH.read_text()
     request = sandbox.WorkerRequest(source, np.stack([README_WEIGHT, README_WEIGHT]), SETTINGS, timeout_s=60)
-    running = sandbox._start(request, tmp_path)
+    running = sandbox._start(request)
     try:
         assert _until(lambda: len(_group(running.child.pid)) == 3)  # the keeper, the init and the worker
         os.killpg(running.child.pid, signal.SIGSTOP)

