@@ -222,15 +222,13 @@ def _reserve(zygote: _Zygote, required: bool) -> WarmChild:
             socket.send_fds(zygote.control, [b"{}"], [theirs.fileno()])
         theirs.close()
         ours.settimeout(_REAP_TIMEOUT_S)
-        data, fds, _, _ = socket.recv_fds(ours, 4096, 1)
+        child._pending, fds, _, _ = socket.recv_fds(ours, 4096, 1)
         if not fds:
             raise ConnectionError("the zygote closed the evaluation's socket")
         child.go = socket.socket(fileno=fds[0])
-        while b"\n" not in data:  # the first line came with the descriptor, or comes next
-            chunk = ours.recv(4096)
-            if not chunk:
-                raise ConnectionError("the zygote closed the evaluation's socket")
-            data += chunk
+        answer = child._message(_REAP_TIMEOUT_S)  # its first line came with the descriptor, or comes next
+        if answer is None:
+            raise ConnectionError("the zygote closed the evaluation's socket")
     except OSError:
         ours.close()
         if child.go is not None:
@@ -238,8 +236,6 @@ def _reserve(zygote: _Zygote, required: bool) -> WarmChild:
         raise
     finally:
         theirs.close()
-    line, child._pending = data.split(b"\n", 1)
-    answer = json.loads(line)
     child.pid, child.workdir = int(answer["pid"]), answer["workdir"]
     return child
 
