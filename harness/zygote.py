@@ -286,7 +286,7 @@ def _sweep(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
     re-parents its own children here, hence the rounds."""
     me = os.getpid()
     for _ in range(100):
-        strays = {pid for pid in _children(me) if pid not in roots and pid not in spares}
+        strays = {pid for pid in _children(me) if pid not in roots and not _waiting(spares.get(pid))}
         if not strays:
             return
         for pid in strays:
@@ -319,9 +319,23 @@ def _why_unconfined(fd: int | None) -> str:
         os.close(fd)
 
 
+def _ended(status: int, unconfined_fd: int | None) -> dict:
+    """A child's report: its return code, and why it could not be confined if it said so."""
+    report = {"returncode": os.waitstatus_to_exitcode(status)}
+    if why := _why_unconfined(unconfined_fd):
+        report["unconfined"] = why
+    return report
+
+
+def _waiting(spare: _Spare | None) -> bool:
+    return spare is not None and spare.ended is None
+
+
 def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
-    """Report every child that ended, after sweeping the strays it left; forget a spare
-    that ended before its evaluation (it could not be confined, say)."""
+    """Report every child that ended, after sweeping the strays it left. A spare that
+    ended before its evaluation is kept with its report when it could not be confined
+    (the request that takes it is told, and no spare is forked again meanwhile), and
+    forgotten otherwise."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
@@ -329,18 +343,18 @@ def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
             return
         if pid == 0:
             return
-        if spare := spares.pop(pid, None):
-            spare.go.close()
-            _why_unconfined(spare.report)
-            shutil.rmtree(spare.workdir, ignore_errors=True)
+        if _waiting(spare := spares.get(pid)):
+            spare.ended = _ended(status, spare.report)
+            if "unconfined" not in spare.ended:
+                del spares[pid]
+                spare.go.close()
+                shutil.rmtree(spare.workdir, ignore_errors=True)
             continue
         root = roots.pop(pid, None)
         if root is None:
             continue  # a stray that died on its own
         _sweep(roots, spares)
-        report = {"returncode": os.waitstatus_to_exitcode(status)}
-        if why := _why_unconfined(root.unconfined):
-            report["unconfined"] = why
+        report = _ended(status, root.unconfined)
         try:
             root.reply.sendall(json.dumps(report).encode() + b"\n")
         except OSError:
@@ -428,6 +442,7 @@ class _Spare:
     go: socket.socket
     workdir: str
     report: int | None  # the read end of its confinement report, as _Root.unconfined
+    ended: dict | None = None  # its report, once it ended before an evaluation took it
 
 
 def _spare(plan: confine.Plan | None) -> _Spare:
@@ -510,15 +525,19 @@ def main(control_fd: int, request: protocol.ConfinementRequest) -> None:
             break
         reply = socket.socket(fileno=fds[0])
         spare = spares.pop(next(iter(spares))) if spares else _spare(plan)
-        roots[spare.pid] = _Root(reply, spare.report)
+        lines = [{"pid": spare.pid, "workdir": spare.workdir}, *([spare.ended] if spare.ended else [])]
         try:
-            socket.send_fds(reply, [json.dumps({"pid": spare.pid, "workdir": spare.workdir}).encode() + b"\n"],
+            socket.send_fds(reply, [b"".join(json.dumps(line).encode() + b"\n" for line in lines)],
                             [spare.go.fileno()])
         except OSError:
             pass  # the parent stopped waiting; the child ends when its go socket closes
         spare.go.close()
+        if spare.ended:
+            reply.close()
+        else:
+            roots[spare.pid] = _Root(reply, spare.report)
     # The parent is gone: nothing of ours may outlive it.
-    for pid in [*roots, *spares]:
+    for pid in [*roots, *(pid for pid, spare in spares.items() if _waiting(spare))]:
         try:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):

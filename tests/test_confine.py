@@ -17,14 +17,13 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, cli_command
+from helpers import README_TOPOLOGY_ARGS, README_WEIGHT, ROOT, cli_command
 
 from harness import confine, protocol, sandbox
 from harness.candidates import REFERENCE_PATH
 from harness.errors import HarnessError
 from harness.settings import CONFINEMENT_ENV, HIDDEN_FOLDERS, HIDE_ENV, TimingConfig
 
-ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = protocol.WorkerSettings(
     topology={"num_replicas": 16, "num_groups": 4, "num_nodes": 2, "num_gpus": 8}, device="cpu", threads=1,
     timing=asdict(TimingConfig(warmup=0, min_samples=1, max_samples=2, min_time_s=0.0)), memory_mb=4096)
@@ -220,3 +219,34 @@ def test_a_confined_worker_still_reaches_the_gpu(namespaces):
     outcome = sandbox.run_worker(request)
     assert (outcome.status, outcome.answer["status"]) == ("", "ok"), (outcome.error, outcome.answer)
     assert outcome.confinement == protocol.NAMESPACES and outcome.answer["device_name"] != "cpu"
+
+
+# In a process of its own: the zygote reaps whatever child of its process ended.
+SPARES_THAT_END = """
+import json, os, socket, sys, tempfile, time
+from harness import zygote
+
+spares, folders = {}, []
+for why in (b"unshare: Operation not permitted", b""):
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, why)
+        os._exit(70)
+    os.close(write)
+    folders.append(tempfile.mkdtemp())
+    spares[pid] = zygote._Spare(pid, socket.socketpair()[0], folders[-1], read)
+while len(spares) == 2 or any(spare.ended is None for spare in spares.values()):
+    zygote._reap({}, spares)
+    time.sleep(0.01)
+print(json.dumps([[spare.ended for spare in spares.values()], [os.path.isdir(f) for f in folders]]))
+"""
+
+
+def test_a_spare_that_cannot_be_confined_is_kept_to_say_so_and_another_that_ended_is_forgotten():
+    done = subprocess.run([sys.executable, "-c", SPARES_THAT_END], capture_output=True, text=True, timeout=60,
+                          cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    kept, folders = json.loads(done.stdout)
+    assert kept == [{"returncode": 70, "unconfined": "unshare: Operation not permitted"}]
+    assert folders == [True, False]  # the forgotten one's folder is removed; the kept one's goes with its evaluation
