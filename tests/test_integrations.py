@@ -131,6 +131,8 @@ def test_timing_is_a_named_preset_or_a_table(configured, monkeypatch):
     assert resolve_config().settings("quick").timing == TIMING_PRESETS["precise"]
     with pytest.raises(HarnessError, match="stage1_timing 'fast' in the caller's arguments is not one of"):
         resolve_config(stage1_timing="fast")
+    with pytest.raises(HarnessError, match="stage1_timing {'min_samples': 3} in the caller's arguments is not one"):
+        resolve_config(stage1_timing={"min_samples": 3})
 
 
 def test_config_mistakes_are_named(configured, monkeypatch, tmp_path):

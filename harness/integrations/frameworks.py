@@ -117,13 +117,12 @@ def _cast(key: str, value: Any, origin: str) -> Any:
     if key not in _CONFIG_FIELDS:
         known = ", ".join(sorted(_CONFIG_FIELDS))
         raise HarnessError(f"unknown integration setting {key!r} in {origin}; known: {known}")
-    if key == "stage1_timing" and value not in TIMING_PRESETS:
-        raise HarnessError(f"stage1_timing {value!r} in {origin} is not one of {', '.join(TIMING_PRESETS)}")
+    # A timing by name: stage1_timing always, timing unless it is a table.
+    if key == "stage1_timing" or (key == "timing" and isinstance(value, str)):
+        if not isinstance(value, str) or value not in TIMING_PRESETS:
+            raise HarnessError(f"{key} {value!r} in {origin} is not one of {', '.join(TIMING_PRESETS)}")
+        return value
     if key == "timing":
-        if isinstance(value, str):
-            if value not in TIMING_PRESETS:
-                raise HarnessError(f"timing {value!r} in {origin} is not one of {', '.join(TIMING_PRESETS)}")
-            return value
         if not isinstance(value, Mapping) or not set(value) <= _TIMING_FIELDS:
             known = ", ".join(sorted(_TIMING_FIELDS))
             raise HarnessError(f"timing in {origin} must be one of {', '.join(TIMING_PRESETS)} or a table with "
