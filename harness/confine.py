@@ -30,8 +30,10 @@ leader of the process group the parent stops and kills), unshares, starts the
 namespace's init (`cat` reading a pipe that only the keeper holds) and forks the
 *worker*, which mounts, drops its capabilities and returns from `enter` to run the
 candidate. The keeper waits for the worker, then lets the init go (the kernel then kills
-whatever is left in the namespace) and ends as the worker ended: the same exit code or
-the same signal. The worker is not the namespace's init, so signals reach it as usual.
+whatever is left in the namespace), says on the report pipe that the namespace is empty
+(the zygote reports the evaluation ended on that, without waiting for the keeper's own
+exit) and ends as the worker ended: the same exit code or the same signal. The worker is
+not the namespace's init, so signals reach it as usual.
 
 Not confined here: CPU time and memory (the worker's RLIMIT_AS and the deadline cap
 them, as before); the GPUs (their device files stay, so CUDA works); the kernel itself,
@@ -43,6 +45,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
+import itertools
 import os
 import re
 import resource
@@ -295,23 +298,50 @@ def _end_like(status: int) -> NoReturn:
     os._exit(code)
 
 
-def _keep(worker: int, init: int, hold: int) -> NoReturn:
-    """The keeper's part: wait for the worker, then for the namespace to empty, and end as
-    the worker ended. It holds no descriptor of the evaluation's, so the parent sees the
-    worker's pipes close when the worker goes."""
-    os.closerange(0, hold)
-    os.closerange(hold + 1, os.sysconf("SC_OPEN_MAX"))
+# The keeper's last word on the report pipe, after whatever the worker wrote there (why it
+# could not be confined): this byte, the worker's wait status in decimal, a newline.
+_ENDED = b"\0"
+
+
+def read_report(said: bytes) -> tuple[str, int | None]:
+    """What a report pipe carried so far: (why the worker could not be confined, '' if it
+    said nothing; the worker's wait status once its keeper saw the namespace empty, else
+    None)."""
+    why, ended, status = said.partition(_ENDED)
+    whole = ended and status.endswith(b"\n") and status[:-1].isdigit()
+    return why.decode(errors="replace"), int(status[:-1]) if whole else None
+
+
+def _keep(worker: int, init: int, hold: int, report: int) -> NoReturn:
+    """The keeper's part: wait for the worker, then for the namespace to empty, say so on
+    `report` (`read_report`) and end as the worker ended. It holds no descriptor of the
+    evaluation's, so the parent sees the worker's pipes close when the worker goes."""
+    for low, high in _gaps((hold, report), os.sysconf("SC_OPEN_MAX")):
+        os.closerange(low, high)
     _, status = os.waitpid(worker, 0)
     os.close(hold)  # the init reads the end of its input and exits; the kernel kills the rest
     os.waitpid(init, 0)  # returns once the namespace is empty
+    # Said before this process's own exit (a few ms for a fork of the zygote, and the
+    # namespaces' teardown), which nothing of the candidate's outlives.
+    try:
+        os.write(report, _ENDED + b"%d\n" % status)
+    except OSError:
+        pass  # the zygote is gone; so is the evaluation
     _end_like(status)
 
 
-def enter(plan: Plan, workdir: str) -> None:
+def _gaps(kept: Sequence[int], limit: int) -> list[tuple[int, int]]:
+    """The ranges [low, high) of descriptors below `limit` that are not in `kept`."""
+    bounds = [-1, *sorted(kept), limit]
+    return [(low + 1, high) for low, high in itertools.pairwise(bounds) if high > low + 1]
+
+
+def enter(plan: Plan, workdir: str, report: int) -> None:
     """Confine the calling process (a fork child of a single-threaded process, in the
     folder `workdir`); return only in the confined worker. The caller becomes the keeper
-    and never returns. Unavailable when the namespaces cannot be made; OSError when a later
-    step fails (in the worker: it must then end without running anything)."""
+    and never returns; it says on `report` when the namespace is empty (`read_report`).
+    Unavailable when the namespaces cannot be made; OSError when a later step fails (in
+    the worker: it must then end without running anything)."""
     try:
         _unshare()
     except OSError as exc:
@@ -327,7 +357,7 @@ def enter(plan: Plan, workdir: str) -> None:
         os.close(hold_read)
     worker = os.fork()
     if worker:
-        _keep(worker, init, hold)
+        _keep(worker, init, hold, report)
     os.close(hold)
     _check(_LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "pdeathsig")
     if os.getppid() != 0:  # the keeper, outside this PID namespace, died before prctl: the init adopted us

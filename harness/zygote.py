@@ -22,7 +22,8 @@ zygote answers with a spare (forked on the spot when none is left): `{"pid": N,
 evaluation's files into DIR and sends on the go socket `{"env": ...}` with the
 descriptors the worker gets as 1, 2, ... (stdout, stderr and its turn channel); the
 worker then runs. Later the zygote sends `{"returncode": R}` on the evaluation's socket
-once the child is reaped (R negative for a signal, as subprocess reports it), with
+once the child ended (R negative for a signal, as subprocess reports it): once it is
+reaped, or with namespaces as soon as its keeper says the namespace is empty, with
 `"unconfined": WHY` if it could not be confined and ran nothing. The parent times the
 child out and kills its process group itself.
 
@@ -274,10 +275,23 @@ def _children(pid: int) -> list[int]:
 
 @dataclass
 class _Root:
-    """An evaluation's child: the socket to report it on, the pipe of `_why_unconfined`."""
+    """An evaluation's child: the socket to report it on and, with namespaces, its report
+    pipe (`confine.read_report`) with what was read of it so far."""
 
     reply: socket.socket
-    unconfined: int | None
+    report: int | None
+    said: bytes = b""
+
+    def hear(self) -> tuple[str, int | None]:
+        """Read what the report pipe holds now (closed at its end); `confine.read_report` of
+        all it said."""
+        if self.report is not None:
+            said, ended = _hear(self.report)
+            self.said += said
+            if ended:
+                os.close(self.report)
+                self.report = None
+        return confine.read_report(self.said)
 
 
 def _sweep(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
@@ -306,25 +320,49 @@ def _sweep(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
             time.sleep(0.001 if strays else 0)
 
 
+def _hear(fd: int) -> tuple[bytes, bool]:
+    """What the pipe `fd` holds now, without waiting, and whether it reached its end."""
+    os.set_blocking(fd, False)
+    said = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:  # a writer is still there
+            return said, False
+        if not chunk:
+            return said, True
+        said += chunk
+
+
 def _why_unconfined(fd: int | None) -> str:
-    """Why a child could not be confined, as it wrote on its pipe before it ended ('' if it was)."""
+    """Why a child that ended could not be confined, as it said on its report pipe `fd`
+    ('' if it was, or without namespaces); closes `fd`."""
     if fd is None:
         return ""
-    os.set_blocking(fd, False)
     try:
-        return os.read(fd, 4096).decode(errors="replace")
-    except BlockingIOError:  # a writer outlived the child; it wrote nothing so far
-        return ""
+        return confine.read_report(_hear(fd)[0])[0]
     finally:
         os.close(fd)
 
 
-def _ended(status: int, unconfined_fd: int | None) -> dict:
-    """A child's report: its return code, and why it could not be confined if it said so."""
+def _ended(status: int, why: str) -> dict:
+    """A child's report: the return code of wait status `status`, and why it could not be
+    confined if it said so."""
     report = {"returncode": os.waitstatus_to_exitcode(status)}
-    if why := _why_unconfined(unconfined_fd):
+    if why:
         report["unconfined"] = why
     return report
+
+
+def _tell(root: _Root, report: dict) -> None:
+    """Send an evaluation's child's report to the parent; forget the child."""
+    try:
+        root.reply.sendall(json.dumps(report).encode() + b"\n")
+    except OSError:
+        pass  # the parent stopped waiting
+    root.reply.close()
+    if root.report is not None:
+        os.close(root.report)
 
 
 def _waiting(spare: _Spare | None) -> bool:
@@ -332,7 +370,7 @@ def _waiting(spare: _Spare | None) -> bool:
 
 
 def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
-    """Report every child that ended, after sweeping the strays it left. A spare that
+    """Report every child that ended, after sweeping the strays it may have left. A spare that
     ended before its evaluation is kept with its report when it could not be confined
     (the request that takes it is told, and no spare is forked again meanwhile), and
     forgotten otherwise."""
@@ -344,7 +382,7 @@ def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
         if pid == 0:
             return
         if _waiting(spare := spares.get(pid)):
-            spare.ended = _ended(status, spare.report)
+            spare.ended = _ended(status, _why_unconfined(spare.report))
             if "unconfined" not in spare.ended:
                 del spares[pid]
                 spare.go.close()
@@ -352,14 +390,21 @@ def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
             continue
         root = roots.pop(pid, None)
         if root is None:
-            continue  # a stray that died on its own
-        _sweep(roots, spares)
-        report = _ended(status, root.unconfined)
-        try:
-            root.reply.sendall(json.dumps(report).encode() + b"\n")
-        except OSError:
-            pass  # the parent stopped waiting
-        root.reply.close()
+            continue  # a stray that died on its own, or a keeper whose evaluation was reported
+        why, emptied = root.hear()
+        if emptied is None:  # no namespaces, or its keeper was killed: its strays may be ours now
+            _sweep(roots, spares)
+        _tell(root, _ended(status, why))
+
+
+def _hear_keepers(roots: dict[int, _Root], readable: Sequence[object]) -> None:
+    """Report every evaluation whose keeper said, on a report pipe in `readable`, that its
+    namespace is empty: nothing of the candidate's is left, though the keeper itself may
+    still be exiting (reaped later, as a child no longer reported)."""
+    for pid in [pid for pid, root in roots.items() if root.report in readable]:
+        why, emptied = roots[pid].hear()
+        if emptied is not None:
+            _tell(roots.pop(pid), _ended(emptied, why))
 
 
 def _detach(zygote_pid: int) -> None:
@@ -403,9 +448,9 @@ def _child(zygote_pid: int, workdir: str, go_fd: int | None, report_fd: int | No
         report = _arrange([] if go_fd is None else [go_fd], report_fd)
         if plan is not None:
             try:
-                confine.enter(plan, workdir)  # returns in the worker, inside the namespaces
-            except BaseException as exc:
-                os.write(report, confine.describe(exc).encode(errors="replace")[:2000])
+                confine.enter(plan, workdir, report)  # returns in the worker, inside the namespaces
+            except BaseException as exc:  # no NUL: it would end the text (confine.read_report)
+                os.write(report, confine.describe(exc).replace("\0", " ").encode(errors="replace")[:2000])
                 os._exit(status)
             os.close(report)
         if go_fd is None:
@@ -507,7 +552,8 @@ def main(control_fd: int, request: protocol.ConfinementRequest) -> None:
         # Spares are forked while no worker runs and no request waits: off the evaluations'
         # path, and never beside a timed worker.
         idle = 0 if len(spares) < _SPARES and not roots else None
-        readable, _, _ = select.select([control, wake_read], [], [], idle)
+        keepers = [root.report for root in roots.values() if root.report is not None]
+        readable, _, _ = select.select([control, wake_read, *keepers], [], [], idle)
         if not readable:
             spare = _spare(plan)
             spares[spare.pid] = spare
@@ -515,6 +561,7 @@ def main(control_fd: int, request: protocol.ConfinementRequest) -> None:
         if wake_read in readable:
             os.read(wake_read, 4096)
             _reap(roots, spares)
+        _hear_keepers(roots, readable)
         if control not in readable:
             continue
         try:

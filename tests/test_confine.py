@@ -179,6 +179,18 @@ def _until(condition, timeout_s: float = 10.0) -> bool:
     return True
 
 
+@pytest.mark.parametrize(("said", "read"), [
+    (b"", ("", None)),
+    (b"mount refused", ("mount refused", None)),
+    (b"\x0017", ("", None)),  # the keeper's word, not yet whole
+    (b"\x000\n", ("", 0)),
+    (b"mount refused\x00" + b"%d\n" % (70 << 8), ("mount refused", 70 << 8)),
+    (b"\x00nine\n", ("", None)),
+])
+def test_a_report_pipe_says_why_then_how_the_worker_ended_once_its_namespace_is_empty(said, read):
+    assert confine.read_report(said) == read
+
+
 def test_the_parent_stops_and_resumes_every_process_of_a_confined_worker(tmp_path, namespaces):
     # The worker, in user, PID and other namespaces, is still the parent's user's process:
     # the process-group signals that timing in turns relies on reach it.
@@ -195,7 +207,10 @@ def test_the_parent_stops_and_resumes_every_process_of_a_confined_worker(tmp_pat
     finally:
         outcome = sandbox._finish(running)
     assert (outcome.status, outcome.answer["status"], outcome.confinement) == ("", "ok", protocol.NAMESPACES)
-    assert _group(running.child.pid) == {}  # the init went with the namespace, before the keeper ended
+    # Reported once the namespace was empty: the init and the worker are gone; at most the
+    # keeper is left, ending by itself.
+    assert set(_group(running.child.pid)) <= {running.child.pid}
+    assert _until(lambda: _group(running.child.pid) == {})
 
 
 def test_a_confined_worker_ends_as_its_candidate_ended(tmp_path, namespaces):
