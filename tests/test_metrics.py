@@ -1,6 +1,7 @@
 """Validity rules and balance measures, pinned on the DeepSeek README example."""
 
 import math
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -81,6 +82,20 @@ def test_moved_replicas_counts_new_copies_per_gpu():
     swapped = PHY2LOG.copy()
     swapped[0, [0, 15]] = swapped[0, [15, 0]]
     assert moved_replicas(PHY2LOG, swapped, TOPOLOGY) == 2
+
+
+def test_moved_replicas_agrees_with_counting_copies_gpu_by_gpu():
+    rng = np.random.default_rng(7)
+    topology = Topology(num_replicas=24, num_groups=1, num_nodes=2, num_gpus=4)
+    for _ in range(50):
+        previous = rng.integers(0, 6, (3, 24))
+        current = np.where(rng.random((3, 24)) < 0.3, rng.integers(0, 6, (3, 24)), previous)
+        expected = 0
+        for layer in range(3):
+            for gpu in range(4):
+                slots = slice(gpu * 6, gpu * 6 + 6)
+                expected += (Counter(current[layer, slots].tolist()) - Counter(previous[layer, slots].tolist())).total()
+        assert moved_replicas(previous, current, topology) == expected
 
 
 def test_honest_placement_is_valid():
