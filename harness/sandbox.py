@@ -281,10 +281,12 @@ def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str,
 
 def _time_in_turns(running: list[_Running]) -> None:
     """Grant the workers their turns in rounds, one turn each, all on the same window in
-    a round, until `_timed_enough`. During one worker's turn the others' process groups
-    are stopped, so a candidate cannot slow the reference down (nor the reverse). A
-    worker that fails or runs out of time drops out; the rest go on. With two workers,
-    the first is the candidate and the second its reference."""
+    a round, until `_timed_enough`. The first worker runs the candidate, any other the
+    reference. During the reference's turn the candidate's process group is stopped, so
+    that a candidate cannot slow the reference down; the reference, the harness's own
+    code, waits idle for its next turn while the candidate's runs (stopping it too cost
+    about a millisecond a round). A worker that fails or runs out of time drops out; the
+    rest go on."""
     live = [worker for worker in running if worker.turns.wait_ready(worker.time_left())]
     timing = running[0].request.settings.timing
     windows = running[0].request.weights.shape[0]
@@ -292,7 +294,7 @@ def _time_in_turns(running: list[_Running]) -> None:
     ratios: list[float] | None = [] if len(running) == 2 else None
     while live and not _timed_enough(rounds, time.perf_counter() - started, windows, timing, ratios):
         for worker in list(live):
-            others = [other for other in live if other is not worker]
+            others = [running[0]] if worker is not running[0] and running[0] in live else []
             for other in others:
                 _signal_group(other.child.pid, signal.SIGSTOP)
             sample_s = worker.turns.grant(rounds % windows, worker.time_left())
