@@ -84,9 +84,12 @@ def _add_evaluation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_positive_float, default=DEFAULTS.timeout_s,
                         help=f"seconds per evaluation (default: {DEADLINE_FACTOR:g} x the reference's evaluation "
                              f"on the workload + {DEADLINE_START_S:g} s, at most {TIMEOUT_CAP_S:g} s)")
+    precise, screen = TIMING_PRESETS["precise"], TIMING_PRESETS["screen"]
     parser.add_argument("--timing", choices=TIMING_PRESETS, default="precise",
-                        help="precise: until the paired speedup is known within 2%% (at most 2 s per evaluation); "
-                             "screen: a round of turns per window (5 at least), more within 0.05 s (default: precise)")
+                        help=f"precise: {precise.min_paired_time_s:g} s at least, then until the paired speedup is "
+                             f"known within {precise.precision * 100:g}%% (at most {precise.max_time_s:g} s per "
+                             f"evaluation); screen: a round of turns per window ({screen.min_samples} at least), more "
+                             f"within {screen.max_time_s:g} s (default: precise)")
     parser.add_argument("--memory-mb", type=_positive_int, default=DEFAULTS.memory_mb,
                         help=f"memory cap per evaluation (default: {DEFAULTS.memory_mb})")
     parser.add_argument("--threads", type=_positive_int, default=DEFAULTS.threads,

@@ -270,13 +270,13 @@ def _timed_enough(rounds: int, elapsed_s: float, windows: int, timing: dict[str,
     if ratios is None:
         return elapsed_s >= timing["min_time_s"]
     interval = median_interval(ratios)
-    # A speedup surely past what the score counts needs no more rounds, nor min_time_s:
+    # A speedup surely past what the score counts needs no more rounds, nor the minimum times:
     # what is left to learn is a near-free candidate's time, which its turns of many
     # calls already average.
     if interval.low >= 2 ** SPEED_DOUBLINGS or interval.high <= 2 ** -SPEED_DOUBLINGS:
         return True
     precise = interval.high - interval.low <= 2 * timing["precision"] * interval.median
-    return precise and elapsed_s >= timing["min_time_s"]
+    return precise and elapsed_s >= max(timing["min_time_s"], timing["min_paired_time_s"])
 
 
 def _time_in_turns(running: list[_Running]) -> None:

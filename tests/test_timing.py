@@ -152,12 +152,15 @@ def test_rounds_end_when_the_speedup_is_known_well_enough():
 
     from harness.sandbox import _timed_enough
 
-    timing, windows = asdict(TimingConfig()), 1
+    config, windows = TimingConfig(), 1
+    timing, late = asdict(config), config.max_time_s + 0.1
+    early, later = config.min_paired_time_s / 2, config.min_paired_time_s + 0.1  # paired, and unpaired by min_time_s
     assert not _timed_enough(9, 0.01, windows, timing, [20.0] * 9)  # fewer rounds than min_samples
     assert _timed_enough(10, 0.01, windows, timing, [20.0] * 10)  # past the score's 16x: min_time_s waived
-    assert not _timed_enough(10, 0.01, windows, timing, [1.0] * 10)  # within it: min_time_s first
-    assert _timed_enough(10, 0.3, windows, timing, [1.0] * 10)  # then a tight interval ends them
-    assert not _timed_enough(10, 0.3, windows, timing, [0.5, 2.0] * 5)  # a wide one does not
-    assert _timed_enough(10, 2.1, windows, timing, [0.5, 2.0] * 5)  # until max_time_s
-    assert not _timed_enough(10, 0.1, windows, timing, None) and _timed_enough(10, 0.3, windows, timing, None)
-    assert not _timed_enough(10, 0.3, 12, timing, [1.0] * 10)  # every window at least once
+    assert not _timed_enough(10, early, windows, timing, [1.0] * 10)  # within it: min_time_s first
+    assert _timed_enough(10, later, windows, timing, [1.0] * 10)  # then a tight interval ends them
+    assert not _timed_enough(10, later, windows, timing, [0.5, 2.0] * 5)  # a wide one does not
+    assert _timed_enough(10, late, windows, timing, [0.5, 2.0] * 5)  # until max_time_s
+    assert not _timed_enough(10, config.min_time_s / 2, windows, timing, None)
+    assert _timed_enough(10, config.min_time_s + 0.01, windows, timing, None)  # unpaired: no paired minimum
+    assert not _timed_enough(10, later, 12, timing, [1.0] * 10)  # every window at least once
