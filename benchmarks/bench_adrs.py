@@ -25,7 +25,7 @@ that nothing is reused) both ways, alternating which side goes first:
   across the run, timed beside the reference in turns. Twice per candidate: with the
   `screen` timing (a round of turns per window, five at least, more within 0.05 s: a search's first
   pass, and still more timing than the ADRS evaluator's one call per window) and with the
-  default `precise` timing (until the speedup is known within 2%, at most 2 s). The
+  default `precise` timing (1 s at least, then until the speedup is known within 2%, at most 3 s). The
   target is for `screen`.
 
 Both sides' balancedness are printed: they measure the same thing (ADRS's GPU and slot

@@ -86,8 +86,8 @@ class TimingConfig:
 # reference for 1 s at least, then until the paired speedup is known within 2% (or 3 s
 # have passed); `screen` makes one round of turns per window (five at least), more within
 # 0.05 s, with the placement pass as the only warm-up, for a first pass over many
-# candidates: its speedups came within 7-20% of `precise` ones at the
-# median, 30-60% at the worst (benchmarks/bench_adrs.py, 12 candidates, this project's
+# candidates: its speedups came within 2-20% of `precise` ones at the
+# median, 30-86% at the worst (benchmarks/bench_adrs.py, 12 candidates, this project's
 # 2-core machine).
 TIMING_PRESETS: dict[str, TimingConfig] = {
     "precise": TimingConfig(),
