@@ -34,7 +34,7 @@ from harness.report import (
     to_standings,
 )
 from harness.results import EvalResult
-from harness.sandbox import require_confinement
+from harness.sandbox import prestart, require_confinement
 from harness.settings import (
     DEADLINE_FACTOR,
     DEADLINE_START_S,
@@ -134,7 +134,15 @@ def _progress(results: Iterator[EvalResult], total: int) -> Iterator[EvalResult]
     return tqdm(results, total=total, unit="eval", file=sys.stderr)
 
 
+def _start_workers_early(args: argparse.Namespace) -> None:
+    """Have the warm zygote import torch while this command finds its candidates and
+    workloads (not for a Dask cluster: its workers have zygotes of their own)."""
+    if args.scheduler is None:
+        prestart()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _start_workers_early(args)
     candidates = discover(args.candidates, args.parent)
     workloads = _workloads(args)
     settings = _settings(args)
@@ -160,6 +168,7 @@ def _json_value(value: object) -> object:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import pyarrow.compute as pc
 
+    _start_workers_early(args)
     candidate_list = discover([args.program], args.parent)
     (candidate,) = candidate_list
     workloads = _workloads(args)

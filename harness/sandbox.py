@@ -117,6 +117,12 @@ def confinement() -> tuple[str, str]:
     return zygote.confinement(_environment(1), confine.request())
 
 
+def prestart() -> None:
+    """Start the warm zygote now, without waiting for its imports, so that they overlap
+    what this process does before its first evaluation (a command's own set-up)."""
+    zygote.prestart(_environment(1), confine.request())
+
+
 def require_confinement() -> None:
     """From now on, refuse to run a candidate without namespaces in this process; raise
     HarnessError at once where they are unavailable."""

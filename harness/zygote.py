@@ -41,7 +41,7 @@ started outlives its evaluation's report, whatever it did to hide. When the pare
 away (the socket closes), the zygote kills every child, spares included, and exits.
 
 The parent's side is `reserve` (and `WarmChild.start`): it starts the zygote on first
-use (one per harness process, shared by its threads), and again should it die (an
+use (one per harness process, shared by its threads; `prestart` starts it ahead), and again should it die (an
 unconfined candidate can kill it: the evaluations in flight then end as crashes, the
 next get a new zygote).
 """
@@ -70,7 +70,7 @@ from typing import NoReturn
 from harness import confine, protocol
 from harness.errors import HarnessError
 
-__all__ = ["WarmChild", "confinement", "main", "reserve"]
+__all__ = ["WarmChild", "confinement", "main", "prestart", "reserve"]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -94,7 +94,8 @@ _TOLD_UNCONFINED = False  # whether this process said that its candidates run wi
 
 
 class _Zygote:
-    """One running zygote, the control socket to it, and the confinement it gives."""
+    """One running zygote, the control socket to it, and the confinement it gives (known
+    once `wait_ready` returned)."""
 
     def __init__(self, env: dict[str, str], request: protocol.ConfinementRequest) -> None:
         self.home = tempfile.TemporaryDirectory(prefix="eplb-zygote-", ignore_cleanup_errors=True)
@@ -109,32 +110,43 @@ class _Zygote:
             theirs.close()
         self.control = ours
         self.send_lock = threading.Lock()
-        ours.settimeout(_START_TIMEOUT_S)
+        self.ready = False
+        self.confinement, self.reason = protocol.PROCESS, ""
+        # At exit, let it kill what it still holds before this process is gone, so that
+        # nothing of an evaluation outlives the command that ran it.
+        atexit.register(self.close)
+
+    def wait_ready(self) -> None:
+        """Wait, once, until it has imported everything and tried the namespaces;
+        RuntimeError if it did not start."""
+        if self.ready:
+            return
+        self.control.settimeout(_START_TIMEOUT_S)
         try:
-            ready: protocol.ZygoteReady = json.loads(ours.recv(1 << 16) or b"{}")
+            ready: protocol.ZygoteReady = json.loads(self.control.recv(1 << 16) or b"{}")
         except (OSError, ValueError):
             ready = {}
-        ours.settimeout(None)
+        self.control.settimeout(None)
         if ready.get("ready") is not True:
             self.process.kill()
             _, stderr = self.process.communicate()
             raise RuntimeError(f"the warm zygote did not start: {stderr.decode(errors='replace')[-2000:]}")
         self.process.stderr.close()  # it writes nothing once ready; its children have pipes of their own
         self.confinement, self.reason = ready["confinement"], ready["reason"]
+        self.ready = True
         global _TOLD_UNCONFINED
         if self.confinement != protocol.NAMESPACES and not _TOLD_UNCONFINED:  # said once per process
             _TOLD_UNCONFINED = True
             print(f"eplb-harness: candidates run without namespaces ({self.reason}): each is confined to its "
                   "own process only, and can reach the network and read your files", file=sys.stderr)
-        # At exit, let it kill what it still holds before this process is gone, so that
-        # nothing of an evaluation outlives the command that ran it.
-        atexit.register(self.close)
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def close(self) -> None:
         self.control.close()
+        if not self.ready:  # still importing (a command that ended before its first evaluation)
+            self.process.kill()
         try:
             self.process.wait(timeout=_REAP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -204,11 +216,27 @@ class WarmChild:
 
 def _zygote(zygote_env: dict[str, str], request: protocol.ConfinementRequest,
             replace_dead: _Zygote | None = None) -> _Zygote:
-    global _CURRENT
+    """The running zygote, ready; started with `zygote_env` and `request` if none runs (or
+    it is `replace_dead`)."""
     with _LOCK:
-        if _CURRENT is None or _CURRENT is replace_dead or not _CURRENT.alive():
-            _CURRENT = _Zygote(zygote_env, request)
-        return _CURRENT
+        zygote = _started(zygote_env, request, replace_dead)
+        zygote.wait_ready()
+        return zygote
+
+
+def _started(zygote_env: dict[str, str], request: protocol.ConfinementRequest,
+             replace_dead: _Zygote | None = None) -> _Zygote:
+    global _CURRENT
+    if _CURRENT is None or _CURRENT is replace_dead or not _CURRENT.alive():
+        _CURRENT = _Zygote(zygote_env, request)
+    return _CURRENT
+
+
+def prestart(zygote_env: dict[str, str], request: protocol.ConfinementRequest) -> None:
+    """Start the zygote if none runs, without waiting for it: its imports (1.5-3 s) then
+    overlap what this process does before its first evaluation."""
+    with _LOCK:
+        _started(zygote_env, request)
 
 
 def confinement(zygote_env: dict[str, str], request: protocol.ConfinementRequest) -> tuple[str, str]:
