@@ -290,9 +290,9 @@ def _time_in_turns(running: list[_Running]) -> None:
     a round, until `_timed_enough`. The first worker runs the candidate, any other the
     reference. During the reference's turn the candidate's process group is stopped, so
     that a candidate cannot slow the reference down; the reference, the harness's own
-    code, waits idle for its next turn while the candidate's runs (stopping it too cost
-    about a millisecond a round). A worker that fails or runs out of time drops out; the
-    rest go on."""
+    code, waits idle for its next turn while the candidate's runs (stopping it as well
+    would only add signals and wake-ups to every round). A worker that fails or runs out
+    of time drops out; the rest go on."""
     live = [worker for worker in running if worker.turns.wait_ready(worker.time_left())]
     timing = running[0].request.settings.timing
     windows = running[0].request.weights.shape[0]

@@ -41,9 +41,9 @@ started outlives its evaluation's report, whatever it did to hide. When the pare
 away (the socket closes), the zygote kills every child, spares included, and exits.
 
 The parent's side is `reserve` (and `WarmChild.start`): it starts the zygote on first
-use (one per harness process, shared by its threads; `prestart` starts it ahead), and again should it die (an
-unconfined candidate can kill it: the evaluations in flight then end as crashes, the
-next get a new zygote).
+use (one per harness process, shared by its threads; `prestart` starts it ahead), and
+again should it die (an unconfined candidate can kill it: the evaluations in flight then
+end as crashes, the next get a new zygote).
 """
 
 from __future__ import annotations
@@ -404,10 +404,10 @@ def _waiting(spare: _Spare | None) -> bool:
 
 
 def _reap(roots: dict[int, _Root], spares: dict[int, _Spare]) -> None:
-    """Report every child that ended, after sweeping the strays it may have left. A spare that
-    ended before its evaluation is kept with its report when it could not be confined
-    (the request that takes it is told, and no spare is forked again meanwhile), and
-    forgotten otherwise."""
+    """Report every child that ended, after sweeping the strays it may have left. A spare
+    that ended before its evaluation is kept with its report when it could not be
+    confined (the request that takes it is told, and no spare is forked again meanwhile),
+    and forgotten otherwise."""
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
