@@ -6,8 +6,9 @@
    `confine.enter` (the keeper's unshare, the init's spawn, the worker's fork, mounts and
    capability drop), each repeated, medians compared.
 2. End to end: a near-free candidate (tests/data/round_robin.py, alone, no reference) on
-   a tiny workload, its worker's whole wall time (from its start to reaped; the zygote
-   forks and confines its spare workers ahead, so setup is not in it) over N
+   a tiny workload, its worker's whole wall time (from its start to its end reported: with
+   namespaces, once its keeper saw the namespace empty; the zygote forks and confines its
+   spare workers ahead, so setup is not in it) over N
    evaluations, with namespaces and with EPLB_HARNESS_CONFINEMENT=process, from two
    interpreters (the confinement is per zygote) asked in turns, one evaluation at a time.
 
