@@ -56,11 +56,10 @@ class TimingConfig:
     they also end once there are `min_samples` and the interval is wholly beyond what the
     score counts; at most `max_samples` rounds or `max_time_s`. Why paired rounds take
     longer: the host's speed drifts over seconds and moves the ratio with it, so an
-    interval from a fraction of a second is too narrow, and one that looked narrow by
-    chance ended some evaluations early, the farthest from the rest
-    (benchmarks/bench_timing.py). Each call is timed by `perf_counter` around the
-    call alone, on a fresh copy of the window's weights, bracketed by CUDA
-    synchronisation on a GPU; garbage is collected before the timed calls and collection
+    interval from a fraction of a second is too narrow: one that looked narrow by chance
+    ended some evaluations after 14-16 rounds (benchmarks/bench_timing.py). Each call is
+    timed by `perf_counter` around the call alone, on a fresh copy of the window's
+    weights, bracketed by CUDA synchronisation on a GPU; garbage is collected before the timed calls and collection
     is off during them (as timeit does). A median whose IQR exceeds `unstable_iqr` of it
     is flagged."""
 
