@@ -59,9 +59,9 @@ class TimingConfig:
     interval from a fraction of a second is too narrow: one that looked narrow by chance
     ended some evaluations after 14-16 rounds (benchmarks/bench_timing.py). Each call is
     timed by `perf_counter` around the call alone, on a fresh copy of the window's
-    weights, bracketed by CUDA synchronisation on a GPU; garbage is collected before the timed calls and collection
-    is off during them (as timeit does). A median whose IQR exceeds `unstable_iqr` of it
-    is flagged."""
+    weights, bracketed by CUDA synchronisation on a GPU; garbage is collected before the
+    timed calls and collection is off during them (as timeit does). A median whose IQR
+    exceeds `unstable_iqr` of it is flagged."""
 
     warmup: int = 1
     min_samples: int = 10
