@@ -363,7 +363,7 @@ def _finish(worker: _Running) -> WorkerOutcome:
 
 
 def run_workers(requests: Sequence[WorkerRequest]) -> list[WorkerOutcome]:
-    """Run one worker per request at once, timed in turns call by call (see
+    """Run one worker per request at once, timed in turns, turn by turn (see
     `_time_in_turns`), each to completion or its own timeout; never raises for candidate
     behaviour. All requests share the timing settings and the number of windows."""
     running: list[_Running] = []

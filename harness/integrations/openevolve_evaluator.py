@@ -4,11 +4,12 @@ folder whose `evaluator.py` calls it).
 
 OpenEvolve imports this file and calls `evaluate(program_path)`, or with
 `evaluator.cascade_evaluation: true` first `evaluate_stage1` (the fast validity check on
-the `quick` suite, with the `screen` timing) and, past `cascade_thresholds[0]`, `evaluate_stage2` (the `default`
-suite). Each returns an `openevolve.evaluation_result.EvaluationResult` (a plain metrics
-dict when openevolve cannot be imported) whose metrics always hold every key of
-`METRIC_KEYS`, 0.0 on failure, and whose artifacts on failure carry the status, the
-reason and the candidate's stderr tail.
+the `quick` suite, with the `screen` timing) and, past `cascade_thresholds[0]`,
+`evaluate_stage2` (the `default` suite). Each returns an
+`openevolve.evaluation_result.EvaluationResult` (a plain metrics dict when openevolve
+cannot be imported) whose metrics always hold every key of `METRIC_KEYS`, 0.0 on
+failure, and whose artifacts on failure carry the status, the reason and the
+candidate's stderr tail.
 
 The candidate runs in the harness's worker processes, killed at the evaluation's budget
 (`EPLB_HARNESS_TIMEOUT`, default 120 s): a call returns within that budget plus a few
@@ -16,8 +17,8 @@ seconds whatever the candidate does, so OpenEvolve's own thread timeout (which c
 stop a hung call) never has to fire. Keep `evaluator.timeout` above the budget.
 
 Settings: environment variables `EPLB_HARNESS_SCORE` (adrs_combined | balancedness |
-adrs_leaderboard), `EPLB_HARNESS_SUITE`, `EPLB_HARNESS_STAGE1_SUITE`, `EPLB_HARNESS_STAGE1_TIMING`,
-`EPLB_HARNESS_RESULTS`, `EPLB_HARNESS_TIMEOUT`, `EPLB_HARNESS_DEVICE`, ..., a config file
+adrs_leaderboard), `EPLB_HARNESS_SUITE`, `EPLB_HARNESS_STAGE1_SUITE`,
+`EPLB_HARNESS_STAGE1_TIMING`, `EPLB_HARNESS_RESULTS`, `EPLB_HARNESS_TIMEOUT`, `EPLB_HARNESS_DEVICE`, ..., a config file
 named by `EPLB_HARNESS_CONFIG`, or `evaluator.evaluator_args` (forwarded by OpenEvolve as
 keywords to `evaluate`, not to the cascade stages). See docs/integrations.md.
 
